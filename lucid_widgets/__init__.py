@@ -1,0 +1,66 @@
+"""lucid_widgets: OpenAI Microscope and Lucid for PyTorch, live in the notebook.
+
+>>> import lucid_widgets as lw                                   # doctest: +SKIP
+>>> model = lw.zoo.load("efficientnet_lite0")                     # doctest: +SKIP
+>>> images = lw.render_vis(model, "block5:12", thresholds=(256,))  # doctest: +SKIP
+>>> lw.Microscope(model)                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import objectives, param, transforms
+from .display import grid, save, show
+from .hooks import LayerNotFoundError, LayerNotReachedError
+from .objective_base import Objective
+from .preprocess import IMAGENET, Preprocess
+from .render import Optimization, Step, optimize, render_vis
+from .units import iter_units, render_units
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IMAGENET",
+    "LayerNotFoundError",
+    "LayerNotReachedError",
+    "LivePreview",
+    "Microscope",
+    "Objective",
+    "Optimization",
+    "Preprocess",
+    "Step",
+    "dataset_examples",
+    "grid",
+    "iter_units",
+    "objectives",
+    "optimize",
+    "param",
+    "render_units",
+    "render_vis",
+    "sample_view",
+    "save",
+    "show",
+    "transforms",
+    "zoo",
+]
+
+# Heavier parts load on first use: the widget (anywidget, ipywidgets), the zoo, dataset examples.
+_LAZY = {
+    "Microscope": ("lucid_widgets.widget", "Microscope"),
+    "LivePreview": ("lucid_widgets.widget", "LivePreview"),
+    "zoo": ("lucid_widgets.zoo", None),
+    "dataset_examples": ("lucid_widgets.dataset_examples", "dataset_examples"),
+    "sample_view": ("lucid_widgets.sample", "sample_view"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lucid_widgets' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value

@@ -1,0 +1,172 @@
+"""Many units at once: one optimization renders a whole batch, one unit per batch element.
+
+Lucent renders a layer grid one unit per run. Here ``batch_size`` units share every forward and
+backward pass, which is what makes a 2,048-unit grid practical (Microscope rendered its grids the
+same way, 32 units per batch).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .hooks import capture, frozen, resolve_layer
+from .objective_base import Activations, Objective
+from .param import image as image_param
+from .render import Optimization, StopSignal, _check_steps, _should_stop, to_numpy
+
+__all__ = ["UNIT_KINDS", "iter_units", "layer_units", "render_units", "unit_batch_objective"]
+
+UNIT_KINDS = ("channel", "neuron", "negative_channel", "negative_neuron")
+
+
+def unit_batch_objective(layer: str, units: Sequence[int], kind: str = "channel") -> Objective:
+    """Batch element ``i`` maximizes unit ``units[i]`` of ``layer``, all in one gather.
+
+    ``kind`` is ``"channel"`` (mean over positions), ``"neuron"`` (the centre position), or
+    ``"negative_channel"`` / ``"negative_neuron"`` (the same, minimized).
+    """
+    if kind not in UNIT_KINDS:
+        raise ValueError(f"Unknown unit objective kind {kind!r}; valid: {', '.join(UNIT_KINDS)}.")
+    units = [int(u) for u in units]
+    sign = -1.0 if kind.startswith("negative") else 1.0
+    neuron = kind.endswith("neuron")
+
+    def inner(acts: Activations) -> torch.Tensor:
+        tensor = acts[layer]
+        count = tensor.shape[-1] if tensor.dim() == 3 else tensor.shape[1]
+        bad = [u for u in units if not 0 <= u < count]
+        if bad:
+            raise IndexError(
+                f"Unit(s) {bad} out of range for layer {layer!r}, which has {count} units "
+                f"(valid: 0..{count - 1})."
+            )
+        if tensor.shape[0] != len(units):
+            raise ValueError(f"{len(units)} units need a batch of {len(units)} images.")
+        rows = torch.arange(len(units), device=tensor.device)
+        index = torch.tensor(units, device=tensor.device)
+        if tensor.dim() == 3:  # (B, N, C) tokens
+            picked = tensor[rows, :, index]  # (B, N)
+            picked = picked[:, tensor.shape[1] // 2] if neuron else picked.mean(1)
+        elif tensor.dim() == 4:  # (B, C, H, W)
+            picked = tensor[rows, index]  # (B, H, W)
+            height, width = picked.shape[-2:]
+            picked = picked[:, height // 2, width // 2] if neuron else picked.mean((1, 2))
+        else:  # (B, C)
+            picked = tensor[rows, index]
+        return sign * picked.sum()
+
+    return Objective(inner, f"{kind}s({layer!r}, {len(units)} units)", {layer})
+
+
+def layer_units(model: nn.Module, layer: str, size: int | tuple[int, int] = 224) -> int:
+    """Number of units of ``layer``, from one forward pass on a blank image."""
+    preprocess = getattr(model, "lucid_preprocess", None)
+    channels = preprocess.channels if preprocess else _first_conv_channels(model)
+    height, width = (size, size) if isinstance(size, int) else size
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    blank = torch.zeros(1, channels, height, width, device=device)
+    with frozen(model), torch.no_grad(), capture(model, [layer]) as run:
+        tensor = run(blank)[layer]
+    return tensor.shape[-1] if tensor.dim() == 3 else tensor.shape[1]
+
+
+def _first_conv_channels(model: nn.Module) -> int:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    return 3
+
+
+def iter_units(
+    model: nn.Module,
+    layer: str,
+    units: Iterable[int],
+    size: int = 128,
+    steps: int = 256,
+    batch_size: int = 16,
+    kind: str = "channel",
+    param_f: Callable[[int], tuple] | None = None,
+    stop: StopSignal = None,
+    **kwargs,
+) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Yield ``(units, images)`` as each batch of units finishes rendering.
+
+    ``images`` is ``(len(units), size, size, C)`` in ``[0, 1]``. ``param_f(batch)`` builds the
+    parameterization for a batch (default ``param.image(size, batch=batch)``); the remaining
+    keyword arguments go to :class:`~lucid_widgets.render.Optimization` (seed, transforms,
+    optimizer, preprocess, redirected_relu_steps). ``stop`` ends the stream between steps.
+    """
+    _check_steps(steps)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    resolve_layer(model, layer)
+    units = [int(u) for u in units]
+    make = param_f or (lambda batch: image_param(size, batch=batch))
+    for start in range(0, len(units), batch_size):
+        chunk = units[start : start + batch_size]
+        objective = unit_batch_objective(layer, chunk, kind)
+        with Optimization(
+            model, objective, param_f=functools.partial(make, len(chunk)), **kwargs
+        ) as run:
+            for _ in range(steps):
+                if _should_stop(stop):
+                    return
+                run.step()
+            yield chunk, to_numpy(run.image())
+
+
+def render_units(
+    model: nn.Module,
+    layer: str,
+    units: Iterable[int] | None = None,
+    size: int = 128,
+    steps: int = 256,
+    batch_size: int = 16,
+    kind: str = "channel",
+    progress: bool = True,
+    **kwargs,
+) -> np.ndarray:
+    """Render one image per unit of ``layer``, ``batch_size`` units per optimization.
+
+    Parameters
+    ----------
+    units
+        Unit indices; default every unit of the layer.
+    size, steps, batch_size, kind
+        Image side, optimizer steps per batch, units per batch, and the unit objective
+        (``"channel"``, ``"neuron"``, ``"negative_channel"``, ``"negative_neuron"``).
+
+    Returns
+    -------
+    numpy array
+        ``(units, size, size, C)`` float32 in ``[0, 1]``, in the order of ``units``.
+
+    Examples
+    --------
+    >>> grid = render_units(model, "layer3", units=range(64), size=128, steps=256)  # doctest: +SKIP
+    """
+    units = list(range(layer_units(model, layer))) if units is None else list(units)
+    if not units:
+        raise ValueError("render_units needs at least one unit.")
+    results: list[np.ndarray] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(units), desc=f"{layer} units", leave=False)
+    try:
+        for chunk, images in iter_units(
+            model, layer, units, size=size, steps=steps, batch_size=batch_size, kind=kind, **kwargs
+        ):
+            results.append(images)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+    return np.concatenate(results)
