@@ -153,8 +153,12 @@ class Capture:
                     f"Layer {path!r} ({type(module).__name__}) returned "
                     f"{type(output).__name__}, which holds no tensor to read."
                 )
-            self._outputs[path] = tensor
             self._pending.discard(path)
+            if self._pending or not self.stop_early:
+                # the forward pass goes on: a later in-place op (`out += identity`, an in-place
+                # ReLU) must not change what was captured
+                tensor = tensor.clone()
+            self._outputs[path] = tensor
             if self.stop_early and not self._pending:
                 raise _StopForward
 
