@@ -335,10 +335,11 @@ def render_vis(
     >>> images = render_vis(model, "layer3:7", thresholds=(64,), seed=0)   # doctest: +SKIP
     """
     thresholds = _check_thresholds(thresholds)
+    live_callback = None
     if live:
         from .widget import live_render  # the engine imports the widget only when asked
 
-        callback = live_render(model, objective, callback)
+        callback = live_callback = live_render(model, objective, callback, steps=thresholds[-1])
     options = dict(
         param_f=param_f, optimizer=optimizer, transforms=transforms, seed=seed,
         preprocess=preprocess, redirected_relu_steps=redirected_relu_steps,
@@ -360,6 +361,8 @@ def render_vis(
             print(f"Interrupted at step {run.step_count}; returning the images so far.")
         finally:
             bar.close()
+            if live_callback is not None:
+                live_callback.close("done" if run.step_count >= thresholds[-1] else "paused")
         if run.step_count not in thresholds and run.step_count > 0:
             images.append(to_numpy(run.image()))
     return images

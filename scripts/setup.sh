@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up lucid_widgets on a fresh machine: torch, the JS build, the package (+ test tools).
-#   bash scripts/setup.sh          # what the main job needs
+#   bash scripts/setup.sh          # the package and JupyterLab: what the main job needs
 #   bash scripts/setup.sh --test   # plus the test extra and a headless Chromium for e2e tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +25,5 @@ if [ "${1:-}" = "--test" ]; then
     fi
   fi
 else
-  "$PYTHON" -m pip install --quiet -e .
+  "$PYTHON" -m pip install --quiet -e ".[notebook]"
 fi

@@ -1,0 +1,140 @@
+// Mirrors the synced traits of lucid_widgets.widget.LivePreview / Microscope (Python side).
+// Keep in sync with lucid_widgets/widget.py, widget_microscope.py and docs/WIDGET_DOM.md.
+
+/** One row of the layer catalog (lucid_widgets.zoo.layers -> LayerInfo as a dict). */
+export interface LayerRow {
+  name: string;
+  alias: string | null;
+  type: string;
+  shape: number[];
+  units: number | null;
+  kind: string;
+  browsable: boolean;
+  depth: number;
+  group: string;
+  order: number;
+}
+
+/** widget_engine.PreviewConfig */
+export interface PreviewSettings {
+  steps: number;
+  size: number;
+  lr: number;
+  seed: number;
+  param: "fft" | "pixel";
+  decorrelate: boolean;
+  alpha: boolean;
+  transforms: boolean;
+  batch: number;
+  diversity: number;
+}
+
+/** widget_engine.GridConfig */
+export interface GridSettings {
+  size: number;
+  steps: number;
+  param: "fft" | "pixel";
+  decorrelate: boolean;
+  transforms: boolean;
+  batch_size: number;
+  seed: number;
+}
+
+/** expression.ExpressionError.to_dict(); position -1 for errors found while running. */
+export interface ObjectiveError {
+  message?: string;
+  position?: number;
+  end?: number;
+  expected?: string;
+  suggestions?: string[];
+}
+
+export interface FrameMeta {
+  batch?: number;
+  width?: number;
+  height?: number;
+  columns?: number;
+  step?: number;
+  mime?: string;
+}
+
+/** One thumbnail inside grid_blob: bytes [offset, offset + length). */
+export interface GridIndexEntry {
+  unit: number;
+  offset: number;
+  length: number;
+  mime: string;
+}
+
+export interface GridProgress {
+  layer?: string;
+  page?: number;
+  state?: "rendering" | "done" | "stopped" | "error";
+  rendered?: number;
+  total?: number;
+  batch?: number[];
+  batch_step?: number;
+  steps?: number;
+}
+
+export type RunStatus = "idle" | "running" | "paused" | "done" | "error";
+
+/** Binary traits arrive as DataView (ipywidgets); the static export uses the same. */
+export type Binary = DataView | ArrayBuffer | Uint8Array | null;
+
+export interface WidgetTraits {
+  mode: "live" | "microscope";
+  readonly: boolean;
+  external: boolean;
+  model_name: string;
+  layers: LayerRow[];
+  objective: string;
+  objective_applied: string;
+  objective_error: ObjectiveError;
+  settings: PreviewSettings;
+  running: boolean;
+  status: RunStatus;
+  message: string;
+  step: number;
+  total_steps: number;
+  losses: number[];
+  frame: Binary;
+  frame_meta: FrameMeta;
+  // Microscope only
+  layer: string;
+  unit: number;
+  grid_kind: "channel" | "neuron";
+  grid_negative: boolean;
+  grid_settings: GridSettings;
+  page: number;
+  page_size: number;
+  grid_blob: Binary;
+  grid_index: GridIndexEntry[];
+  grid_progress: GridProgress;
+}
+
+export type TraitName = keyof WidgetTraits;
+
+/** Messages sent to Python with model.send (LivePreview._on_front_end_message). */
+export type Action =
+  | { type: "start" }
+  | { type: "stop" }
+  | { type: "resume" }
+  | { type: "restart" }
+  | { type: "grid_resume" }
+  | { type: "open_unit"; unit: number; layer?: string };
+
+/** The part of anywidget's model interface this front end uses. */
+export interface AnyModel {
+  get<K extends TraitName>(key: K): WidgetTraits[K];
+  set<K extends TraitName>(key: K, value: WidgetTraits[K]): void;
+  save_changes(): void;
+  on(event: string, callback: () => void): void;
+  off(event?: string | null, callback?: (() => void) | null): void;
+  send(content: Action): void;
+}
+
+export interface RenderProps {
+  model: AnyModel;
+  el: HTMLElement;
+}

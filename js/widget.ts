@@ -1,0 +1,61 @@
+// lucid_widgets front end: Microscope (layer browser + unit grid + unit detail) and LivePreview.
+// Bundled by esbuild into lucid_widgets/static/widget.js (npm run build); no runtime fetches.
+import { Bindings, h, toBytes } from "./dom";
+import { unitGrid } from "./grid";
+import { layerBrowser } from "./layers";
+import { previewPanel } from "./preview";
+import type { AnyModel, RenderProps } from "./types";
+
+export type { AnyModel, WidgetTraits } from "./types";
+
+function topBar(model: AnyModel, bindings: Bindings): HTMLElement {
+  const name = h("span", { class: "lw-model-name", "data-testid": "lw-model-name" });
+  const mode = h("span", { class: "lw-brand" });
+  const badge = h("span", { class: "lw-badge", "data-testid": "lw-readonly-badge" }, "static snapshot");
+  const draw = (): void => {
+    name.textContent = model.get("model_name");
+    mode.textContent = model.get("mode") === "microscope" ? "Microscope" : "Live preview";
+    badge.hidden = !model.get("readonly");
+  };
+  bindings.on(["model_name", "mode", "readonly"], draw);
+  draw();
+  return h("header", { class: "lw-topbar" }, mode, name, h("span", { class: "lw-spacer" }), badge);
+}
+
+function render({ model, el }: RenderProps): () => void {
+  const bindings = new Bindings(model);
+  const microscope = model.get("mode") === "microscope";
+  const detail = previewPanel(model, bindings);
+  let body: HTMLElement;
+  if (microscope) {
+    const main = h("div", { class: "lw-main" }, unitGrid(model, bindings), detail);
+    body = h("div", { class: "lw-body" }, layerBrowser(model, bindings), main);
+    const showDetail = (): void => {
+      const frame = toBytes(model.get("frame")); // an empty frame is a zero-length DataView
+      detail.hidden = model.get("unit") < 0 && !model.get("objective") && !frame?.length;
+    };
+    bindings.on(["unit", "objective", "frame"], showDetail);
+    showDetail();
+  } else {
+    body = h("div", { class: "lw-body lw-body-live" }, detail);
+  }
+  const root = h(
+    "div",
+    { class: `lw-root lw-mode-${microscope ? "microscope" : "live"}`, "data-testid": "lw-root" },
+    topBar(model, bindings),
+    body,
+  );
+  // Typing in the widget's inputs must not trigger the notebook's keyboard shortcuts.
+  bindings.listen(root, "keydown", (event) => {
+    const target = event.target as HTMLElement | null;
+    if (target && ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName)) event.stopPropagation();
+  });
+  el.classList.add("lw-host");
+  el.replaceChildren(root);
+  return () => {
+    bindings.dispose();
+    root.remove();
+  };
+}
+
+export default { render };
