@@ -10,6 +10,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Sequence
@@ -99,18 +100,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _objective(model: nn.Module, text: str):
-    try:
-        from .expression import parse_objective
-    except ImportError:  # the widget's grammar is optional here
-        return text
-    return parse_objective(text, model)
+    """Parse ``text`` with the objective grammar (never ``eval``), checking its layers."""
+    from .expression import compile_objective
+    from .hooks import layer_names, resolve_layer
+
+    known = dict.fromkeys(layer_names(model))  # name -> unit count (unknown here)
+    return compile_objective(
+        text, layers=known, resolve_layer=functools.partial(resolve_layer, model)
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
     from . import display, render, units, zoo
 
     if args.command == "models":
-        print(zoo.available_table())
+        print(zoo.available())
         return 0
     model = _load_model(args.model, args.weights, not args.random_weights, args.device)
     if args.command == "layers":

@@ -35,6 +35,7 @@ __all__ = [
     "available",
     "find_label",
     "imagenet_labels",
+    "layer_table",
     "layers",
     "load",
     "model_names",
@@ -43,6 +44,7 @@ __all__ = [
 # Imported on first use so the package imports quickly (and before these modules exist).
 _LAZY = {
     "layers": "lucid_widgets.zoo.catalog",
+    "layer_table": "lucid_widgets.zoo.catalog",
     "LayerInfo": "lucid_widgets.zoo.catalog",
     "imagenet_labels": "lucid_widgets.zoo.labels",
     "find_label": "lucid_widgets.zoo.labels",
