@@ -12,6 +12,7 @@ import importlib
 from typing import Any
 
 from . import objectives, param, transforms
+from .dataset_examples import dataset_examples  # eager: the submodule shares the function's name
 from .display import grid, save, show
 from .hooks import LayerNotFoundError, LayerNotReachedError
 from .objective_base import Objective
@@ -46,12 +47,11 @@ __all__ = [
     "zoo",
 ]
 
-# Heavier parts load on first use: the widget (anywidget, ipywidgets), the zoo, dataset examples.
+# Heavier parts load on first use: the widget (anywidget, ipywidgets), the zoo, sample views.
 _LAZY = {
     "Microscope": ("lucid_widgets.widget", "Microscope"),
     "LivePreview": ("lucid_widgets.widget", "LivePreview"),
     "zoo": ("lucid_widgets.zoo", None),
-    "dataset_examples": ("lucid_widgets.dataset_examples", "dataset_examples"),
     "sample_view": ("lucid_widgets.sample", "sample_view"),
 }
 

@@ -8,7 +8,9 @@ the batch's candidates), so memory is ``O(k x units)`` whatever the dataset size
 to the earlier image, which makes the result independent of the batch size. Thumbnails are kept
 only for the images currently referenced. Results are cached on disk (see
 docs/EXAMPLES_CACHE.md); an interrupted pass (Ctrl-C) returns a partial result and resumes on
-the next call.
+the next call. The rankings live in :mod:`lucid_widgets.examples_topk`, the result type and its
+disk format in :mod:`lucid_widgets.examples_cache`, image reading in
+:mod:`lucid_widgets.datasets`.
 """
 
 from __future__ import annotations
@@ -18,18 +20,18 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from lucid_widgets.datasets import Batch, DatasetSource, iter_batches, open_dataset, prefetch
 from lucid_widgets.examples_cache import (
+    FIELDS,
     FORMAT_VERSION,
+    WHICH,
     ExamplesResult,
     LayerExamples,
     cache_key,
@@ -40,165 +42,30 @@ from lucid_widgets.examples_cache import (
     preprocess_fields,
     save_quietly,
 )
+from lucid_widgets.examples_topk import Layout, PassState, candidates, start_state, thumbnails
 from lucid_widgets.hooks import capture, frozen, model_device
 from lucid_widgets.preprocess import Preprocess, resolve
-from lucid_widgets.receptive_field import model_dtype, receptive_field_boxes
+from lucid_widgets.receptive_field import blank_input, model_dtype, receptive_field_boxes
 from lucid_widgets.sample import resolve_layers
 
 __all__ = ["ExamplesResult", "LayerExamples", "dataset_examples"]
 
 _CHECKPOINT_SECONDS = 600.0
 _CPU_BUDGET_BYTES = 512 * 2**20
-_KINDS = ("top", "bottom")
 _LOCATE_LATER_ON = ("cpu",)  # device types that find positions only for kept candidates
 
 
-@dataclass(frozen=True)
-class _Ranking:
-    """Running k best of every unit of every layer (stacked): values, indices, positions."""
-
-    values: torch.Tensor  # (units, m), m <= k, best first
-    indices: torch.Tensor  # (units, m) int64 dataset indices
-    positions: torch.Tensor  # (units, m, 2) int64 (y, x)
-
-    @classmethod
-    def empty(cls, units: int, device: torch.device) -> _Ranking:
-        return cls(
-            torch.empty(units, 0, device=device),
-            torch.empty(units, 0, dtype=torch.long, device=device),
-            torch.empty(units, 0, 2, dtype=torch.long, device=device),
-        )
-
-    def merge(self, values, indices, positions, k: int, descending: bool) -> _Ranking:
-        """Keep the k best of the kept and the new ``(units, B)`` candidates; ties: earlier first.
-
-        ``positions`` is ``(units, B, 2)``, or a function ``locate(units, rows) -> (S, 2)``
-        called for just the candidates that made it in (batch ``rows`` of ``units``).
-        """
-        kept = self.values.shape[1]
-        all_values = torch.cat([self.values, values], 1)  # (units, m + B)
-        order = torch.sort(all_values, dim=1, descending=descending, stable=True).indices[:, :k]
-        at = order[..., None].expand(-1, -1, 2)
-        if callable(positions):
-            placeholder = self.positions.new_zeros(*values.shape, 2)
-            merged = torch.cat([self.positions, placeholder], 1).gather(1, at)
-            units, ranks = (order >= kept).nonzero(as_tuple=True)
-            if len(units):
-                merged[units, ranks] = positions(units, order[units, ranks] - kept)
-        else:
-            merged = torch.cat([self.positions, positions], 1).gather(1, at)
-        all_indices = torch.cat([self.indices, indices], 1)
-        return _Ranking(all_values.gather(1, order), all_indices.gather(1, order), merged)
-
-
-@dataclass(frozen=True)
-class _State:
-    """Everything the pass has computed; replaced as a whole so Ctrl-C never splits it."""
-
-    top: _Ranking
-    bottom: _Ranking
-    thumbnails: dict[int, np.ndarray]
-    num_images: int
-    next_index: int
-    num_skipped: int
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where each layer's units sit in the stacked rankings, and its map width."""
-
-    paths: list[str]
-    slices: dict[str, slice]
-    widths: dict[str, int]
-    units: int
-
-    @classmethod
-    def of(cls, paths: list[str], shapes: dict) -> _Layout:
-        slices, widths, start = {}, {}, 0
-        for path in paths:
-            shape = shapes[path]
-            if len(shape) not in (2, 4):
-                raise ValueError(
-                    f"Dataset examples need (B, C, H, W) or (B, C) activations; layer {path!r} "
-                    f"gives {tuple(shape)}. Pick a convolutional or linear layer."
-                )
-            slices[path] = slice(start, start + shape[1])
-            widths[path] = shape[3] if len(shape) == 4 else 1
-            start += shape[1]
-        return cls(paths, slices, widths, start)
-
-    def unit_widths(self, device: torch.device) -> torch.Tensor:
-        """``(units, 1)``: the map width of each stacked unit's layer."""
-        counts = [self.slices[p].stop - self.slices[p].start for p in self.paths]
-        widths = torch.tensor([self.widths[p] for p in self.paths], device=device)
-        return widths.repeat_interleave(torch.tensor(counts, device=device))[:, None]
-
-
-def _yx(flat_index: torch.Tensor, width: torch.Tensor | int) -> torch.Tensor:
-    return torch.stack([flat_index // width, flat_index % width], -1)
-
-
-def _locator(flats: list[torch.Tensor], layout: _Layout, find: str):
-    """``locate(units, rows) -> (S, 2)``: the arg-max / min position of stacked ``units``."""
-
-    def locate(units: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        # units come sorted (from nonzero), so each layer's entries are one contiguous run
-        starts = torch.tensor([layout.slices[p].start for p in layout.paths] + [layout.units])
-        bounds = torch.searchsorted(units, starts.to(units.device)).tolist()
-        found = torch.zeros(len(units), 2, dtype=torch.long, device=units.device)
-        for index, (flat, path) in enumerate(zip(flats, layout.paths, strict=True)):
-            first, last = bounds[index], bounds[index + 1]
-            if last > first:
-                picked = flat[rows[first:last], units[first:last] - starts[index]]  # (S', H*W)
-                where = picked.argmax(1) if find == "max" else picked.argmin(1)
-                found[first:last] = _yx(where, layout.widths[path])
-        return found
-
-    return locate
-
-
-def _candidates(acts: dict, layout: _Layout) -> tuple:
-    """Per stacked unit and image ``(units, B)``: spatial max / min and where they are.
-
-    Returns ``(top, top_positions, bottom, bottom_positions)``; positions are ``(units, B, 2)``
-    tensors, or on CPU functions that locate only the candidates the merge keeps (a max with
-    indices costs several times a plain max there).
-    """
-    flats = [
-        acts[path].detach().flatten(2) if acts[path].dim() == 4 else acts[path].detach()[..., None]
-        for path in layout.paths
-    ]  # (B, U, H*W)
-    later = flats[0].device.type in _LOCATE_LATER_ON
-    if later:
-        top = torch.cat([flat.amax(2) for flat in flats], 1)  # (B, units)
-        bottom = torch.cat([flat.amin(2) for flat in flats], 1)
-        top_at, bottom_at = _locator(flats, layout, "max"), _locator(flats, layout, "min")
-    else:
-        maxima, minima = zip(*[(flat.max(2), flat.min(2)) for flat in flats], strict=True)
-        top = torch.cat([m.values for m in maxima], 1)
-        bottom = torch.cat([m.values for m in minima], 1)
-        widths = layout.unit_widths(top.device)
-        top_at = _yx(torch.cat([m.indices for m in maxima], 1).T, widths)
-        bottom_at = _yx(torch.cat([m.indices for m in minima], 1).T, widths)
-    top = torch.nan_to_num(top.T.float(), nan=-torch.inf)  # (units, B)
-    bottom = torch.nan_to_num(bottom.T.float(), nan=torch.inf)
-    return top, top_at, bottom, bottom_at
-
-
-def _thumbnails(images: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """``(B, C, H, W)`` float in [0, 1] -> ``(B, h, w, 3)`` uint8 thumbnails."""
-    small = images.float()
-    if small.shape[-2:] != size:
-        small = F.interpolate(small, size=size, mode="area")
-    small = small[:, :3] if small.shape[1] >= 3 else small[:, :1].expand(-1, 3, -1, -1)
-    return small.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def _update(
-    state: _State, acts: dict, layout: _Layout, batch: Batch, images: torch.Tensor, k: int, thumb
-) -> _State:
+    state: PassState,
+    acts: dict,
+    layout: Layout,
+    batch: Batch,
+    images: torch.Tensor,
+    k: int,
+    thumb: tuple[int, int],
+) -> PassState:
     """The state after one batch (``images`` (B, C, H, W) float on the model's device)."""
-    top_values, top_at, bottom_values, bottom_at = _candidates(acts, layout)
+    top_values, top_at, bottom_values, bottom_at = candidates(acts, layout, _LOCATE_LATER_ON)
     batch_indices = torch.tensor(batch.indices, dtype=torch.long, device=images.device)
     indices = batch_indices.expand(top_values.shape[0], -1)  # (units, B)
     top = state.top.merge(top_values, indices, top_at, k, descending=True)
@@ -207,15 +74,15 @@ def _update(
     used[top.indices.reshape(-1)] = True  # a mask over the dataset: much faster than unique()
     used[bottom.indices.reshape(-1)] = True
     referenced = set(used.nonzero().view(-1).tolist())
-    thumbnails = {index: image for index, image in state.thumbnails.items() if index in referenced}
+    kept = {index: image for index, image in state.thumbnails.items() if index in referenced}
     rows = [row for row, index in enumerate(batch.indices) if index in referenced]
     if rows:
-        new = _thumbnails(images[rows], thumb)
-        thumbnails.update({batch.indices[row]: image for row, image in zip(rows, new, strict=True)})
-    return _State(
+        new = thumbnails(images[rows], thumb)  # (rows, h, w, 3) uint8
+        kept.update({batch.indices[row]: image for row, image in zip(rows, new, strict=True)})
+    return PassState(
         top,
         bottom,
-        thumbnails,
+        kept,
         state.num_images + len(batch.indices),
         batch.next_index,
         state.num_skipped + len(batch.skipped),
@@ -225,9 +92,7 @@ def _update(
 def _probe(model: nn.Module, run, pre: Preprocess, batch_size: int | None) -> tuple[dict, int]:
     """One forward of a single black image: layer shapes and an automatic batch size."""
     device = model_device(model)
-    probe = pre(
-        torch.zeros(1, pre.channels, *pre.input_size, device=device, dtype=model_dtype(model))
-    )
+    probe = pre(blank_input(model, pre))  # (1, C, H, W)
     if batch_size is not None:
         return {path: t.shape for path, t in run(probe).items()}, batch_size
     if device.type == "cuda":
@@ -308,25 +173,38 @@ def dataset_examples(
     names = resolve_layers(model, layers)
     source = open_dataset(dataset)
     root = None if cache_dir is False else Path(cache_dir or default_cache_dir()).expanduser()
-    fingerprint = f"id:{dataset_id}" if dataset_id is not None else None
-    if root is not None and fingerprint is None:
-        fingerprint = dataset_fingerprint(source)
     key = None
-    if root is not None and fingerprint is not None:
-        key = cache_key(
-            version=FORMAT_VERSION,
-            model=model_digest(model),
-            layers=list(names.values()),
-            dataset=fingerprint,
-            k=k,
-            preprocess=preprocess_fields(pre),
-            thumbnail_size=thumbnail_size,
-        )
+    if root is not None:
+        key = _cache_key(model, source, names, pre, k, thumbnail_size, dataset_id)
     cached = lookup(root, key, names, resume)
     if cached is not None and cached.complete:
         return cached
     return _Pass(model, source, names, k, pre, root, key, cached, thumbnail_size).run(
         batch_size, progress
+    )
+
+
+def _cache_key(
+    model: nn.Module,
+    source: DatasetSource,
+    names: dict[str, str],
+    pre: Preprocess,
+    k: int,
+    thumbnail_size: int,
+    dataset_id: str | None,
+) -> str | None:
+    """The cache key of a pass; ``None`` when the dataset has no fingerprint (one-shot)."""
+    fingerprint = f"id:{dataset_id}" if dataset_id is not None else dataset_fingerprint(source)
+    if fingerprint is None:
+        return None
+    return cache_key(
+        version=FORMAT_VERSION,
+        model=model_digest(model),
+        layers=list(names.values()),
+        dataset=fingerprint,
+        k=k,
+        preprocess=preprocess_fields(pre),
+        thumbnail_size=thumbnail_size,
     )
 
 
@@ -343,18 +221,11 @@ class _Pass:
 
     def _setup(self, batch_size: int | None) -> int:
         """Probe forward (shapes, batch size), receptive fields and the starting state."""
-        model, pre, device = self.model, self.pre, model_device(self.model)
+        model = self.model
         with frozen(model), torch.no_grad(), capture(model, self.paths) as run:
-            shapes, batch_size = _probe(model, run, pre, batch_size)
-        self.layout = _Layout.of(self.paths, shapes)
-        self.boxes = {}
-        for examples in self.resumed.layers.values() if self.resumed is not None else ():
-            self.boxes[examples.path] = examples.box_map
-        for path in self.paths:
-            if path not in self.boxes and len(shapes[path]) == 4:
-                self.boxes[path] = receptive_field_boxes(
-                    model, path, pre, output_shape=shapes[path]
-                )
+            shapes, batch_size = _probe(model, run, self.pre, batch_size)
+        self.layout = Layout.of(self.paths, shapes)
+        self.boxes = self._receptive_fields(shapes)
         self.info = {
             "model": type(model).__name__,
             "model_name": getattr(model, "lucid_name", None),
@@ -364,8 +235,20 @@ class _Pass:
             "top": "spatial max",
             "bottom": "spatial min",
         }
-        self.state = _start_state(self.resumed, self.layout, device)
+        self.state = start_state(self.resumed, self.layout, model_device(model))
         return batch_size
+
+    def _receptive_fields(self, shapes: dict) -> dict:
+        """Box maps ``(H', W', 4)`` of the spatial layers (kept from a resumed result)."""
+        boxes = {}
+        for examples in self.resumed.layers.values() if self.resumed is not None else ():
+            boxes[examples.path] = examples.box_map
+        for path in self.paths:
+            if path not in boxes and len(shapes[path]) == 4:
+                boxes[path] = receptive_field_boxes(
+                    self.model, path, self.pre, output_shape=shapes[path]
+                )
+        return boxes
 
     def _batches(self, batch_size: int) -> Iterator[Batch]:
         """Loaded batches (pinned for a fast copy to a GPU), read in a background thread."""
@@ -424,33 +307,33 @@ class _Pass:
 
     def result(self, complete: bool) -> ExamplesResult:
         """The examples so far, per layer, with thumbnails and sources."""
-        state, thumbnails = self.state, self.state.thumbnails
+        state, kept = self.state, self.state.thumbnails
         stacked = {
-            kind: [t.cpu().numpy() for t in (rank.values.float(), rank.indices, rank.positions)]
-            for kind, rank in zip(_KINDS, (state.top, state.bottom), strict=True)
-        }
+            which: [t.cpu().numpy() for t in (rank.values.float(), rank.indices, rank.positions)]
+            for which, rank in zip(WHICH, (state.top, state.bottom), strict=True)
+        }  # which -> [values (units, k), indices (units, k), positions (units, k, 2)]
         layers = {}
         for name, path in self.names.items():
             span = self.layout.slices[path]
             arrays = {
-                f"{field}_{kind}": stacked[kind][position][span].copy()
-                for kind in _KINDS
-                for position, field in enumerate(("values", "indices", "positions"))
+                f"{field}_{which}": stacked[which][position][span].copy()
+                for which in WHICH
+                for position, field in enumerate(FIELDS)
             }
             layers[name] = LayerExamples(
                 layer=name,
                 path=path,
                 box_map=self.boxes.get(path),
                 input_size=tuple(self.pre.input_size),
-                thumbnails=thumbnails,
+                thumbnails=kept,
                 **arrays,
             )
         return ExamplesResult(
             layers=layers,
             k=self.k,
             input_size=tuple(self.pre.input_size),
-            thumbnails=thumbnails,
-            sources={index: self.source.name(index) for index in thumbnails},
+            thumbnails=kept,
+            sources={index: self.source.name(index) for index in kept},
             skipped=list(self.skipped[: state.num_skipped]),
             num_images=state.num_images,
             next_index=state.next_index,
@@ -458,24 +341,3 @@ class _Pass:
             key=self.key,
             info=self.info,
         )
-
-
-def _start_state(resumed: ExamplesResult | None, layout: _Layout, device) -> _State:
-    if resumed is None:
-        empty = _Ranking.empty(layout.units, device)
-        return _State(empty, empty, {}, 0, 0, 0)
-    by_path = {examples.path: examples for examples in resumed.layers.values()}
-    rankings = []
-    for kind in _KINDS:
-        arrays = [
-            np.concatenate([getattr(by_path[path], f"{name}_{kind}") for path in layout.paths])
-            for name in ("values", "indices", "positions")
-        ]
-        rankings.append(_Ranking(*(torch.as_tensor(a).to(device) for a in arrays)))
-    return _State(
-        *rankings,
-        dict(resumed.thumbnails),
-        resumed.num_images,
-        resumed.next_index,
-        len(resumed.skipped),
-    )

@@ -4,12 +4,12 @@ An :class:`ExamplesResult` holds, per layer, the top-k and bottom-k images of ev
 their activation values, image indices and spatial positions, the receptive-field box of every
 position, and small thumbnails of the images it refers to, so it needs neither the model nor the
 dataset once computed. It is saved as a directory with ``meta.json`` and ``arrays.npz`` (no
-pickle), under a key that hashes the model's weights, the layers, the dataset and the settings.
+pickle), under a key that hashes the model's weights, the layers, the dataset and the settings
+(:mod:`lucid_widgets.examples_keys`, re-exported here).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -21,17 +21,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
-from lucid_widgets.datasets import DatasetSource, unwrap
-from lucid_widgets.preprocess import Preprocess
+from lucid_widgets.examples_keys import (
+    cache_key,
+    dataset_fingerprint,
+    model_digest,
+    preprocess_fields,
+)
 from lucid_widgets.receptive_field import crop as crop_box
 
 __all__ = [
+    "FIELDS",
     "FORMAT",
     "FORMAT_VERSION",
+    "WHICH",
+    "array_names",
     "ExamplesResult",
     "LayerExamples",
     "cache_key",
@@ -45,110 +50,19 @@ __all__ = [
 
 FORMAT = "lucid_widgets.dataset_examples"
 FORMAT_VERSION = 1
-_FULL_HASH_BYTES = 256 * 2**20  # models above this hash a strided sample of each tensor
-_SAMPLE_ELEMENTS = 65536
-_WHICH = ("top", "bottom")
+WHICH = ("top", "bottom")  # the two directions kept per unit
+FIELDS = ("values", "indices", "positions")  # the arrays kept per direction
+
+
+def array_names() -> list[str]:
+    """``values_top``, ``indices_top``, ... : the array fields of :class:`LayerExamples`."""
+    return [f"{kind}_{which}" for which in WHICH for kind in FIELDS]
 
 
 def default_cache_dir() -> Path:
     """``~/.cache/lucid_widgets/examples`` (``$XDG_CACHE_HOME`` is honoured)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lucid_widgets" / "examples"
-
-
-def model_digest(model: nn.Module) -> str:
-    """sha256 of the model's architecture (``repr``) and every state-dict tensor.
-
-    Models whose state dict holds more than 256 MiB hash, per tensor, its shape, dtype and an
-    evenly strided sample of 65536 elements (plus the first and last), instead of every byte.
-    """
-    state = model.state_dict()
-    total = sum(t.numel() * t.element_size() for t in state.values() if isinstance(t, torch.Tensor))
-    digest = hashlib.sha256(repr(model).encode())
-    for name, tensor in state.items():
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        flat = tensor.detach().reshape(-1)
-        if total > _FULL_HASH_BYTES and flat.numel() > _SAMPLE_ELEMENTS:
-            stride = flat.numel() // _SAMPLE_ELEMENTS
-            flat = torch.cat([flat[::stride], flat[-1:]])
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(memoryview(flat.contiguous().cpu().view(torch.uint8).numpy()))
-    return digest.hexdigest()
-
-
-def _hash_array(digest: hashlib._Hash, array: np.ndarray | torch.Tensor) -> None:
-    if isinstance(array, torch.Tensor):
-        tensor = array.detach().contiguous().cpu()
-        digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(memoryview(tensor.view(-1).view(torch.uint8).numpy()))
-    else:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.shape}{array.dtype}".encode())
-        digest.update(memoryview(array.reshape(-1).view(np.uint8)))
-
-
-def _hash_files(digest: hashlib._Hash, paths: list[str]) -> None:
-    for path in paths:
-        try:
-            stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{path}\0missing\n".encode())
-
-
-def _hash_item(digest: hashlib._Hash, item: object) -> None:
-    """Feed a raw dataset item's content (not its label) into ``digest``."""
-    item = unwrap(item)
-    if isinstance(item, Image.Image):
-        digest.update(f"{item.mode}{item.size}".encode())
-        digest.update(item.tobytes())
-    elif isinstance(item, (np.ndarray, torch.Tensor)):
-        _hash_array(digest, item)
-    elif isinstance(item, (str, os.PathLike)):
-        _hash_files(digest, [os.fspath(item)])
-    elif isinstance(item, bytes):
-        digest.update(item)
-    else:
-        digest.update(repr(item).encode())
-
-
-def dataset_fingerprint(source: DatasetSource) -> str | None:
-    """A hash of a dataset's content; ``None`` for a one-shot iterator.
-
-    Folders hash file paths, sizes and modification times; tensors hash their bytes;
-    torchvision datasets with ``samples`` / ``imgs`` (file lists) or ``data`` (an array) hash
-    those (and the ``repr`` of their transforms); any other dataset is read once, hashing each
-    item's image bytes.
-    """
-    if source.one_shot:
-        return None
-    digest = hashlib.sha256(f"{source.kind}:{source.length}\n".encode())
-    if source.kind == "folder":
-        _hash_files(digest, source.names)
-    elif source.kind == "tensor":
-        _hash_array(digest, source.data)
-    else:
-        data = source.data
-        digest.update(type(data).__qualname__.encode())
-        for attribute in ("transform", "target_transform"):
-            digest.update(repr(getattr(data, attribute, None)).encode())
-        files = getattr(data, "samples", None) or getattr(data, "imgs", None)
-        array = getattr(data, "data", None)
-        if isinstance(files, list) and files and isinstance(files[0], (tuple, list, str)):
-            _hash_files(digest, [f[0] if isinstance(f, (tuple, list)) else f for f in files])
-        elif isinstance(array, (np.ndarray, torch.Tensor)):
-            _hash_array(digest, array)
-        else:
-            for _, item in source.items():
-                _hash_item(digest, item)
-    return digest.hexdigest()
-
-
-def cache_key(**parts: object) -> str:
-    """sha256 (first 32 hex digits) of the JSON of ``parts`` with sorted keys."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -180,11 +94,9 @@ class LayerExamples:
         return self.values_top.shape[0]
 
     def _arrays(self, which: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if which not in _WHICH:
+        if which not in WHICH:
             raise ValueError(f"which must be 'top' or 'bottom', got {which!r}.")
-        return tuple(
-            getattr(self, f"{name}_{which}") for name in ("values", "indices", "positions")
-        )
+        return tuple(getattr(self, f"{name}_{which}") for name in FIELDS)
 
     def _check(self, unit: int, rank: int) -> None:
         if not 0 <= unit < self.units:
@@ -286,20 +198,8 @@ class ExamplesResult:
         """Write ``meta.json`` and ``arrays.npz`` into ``directory`` (replaced atomically)."""
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        arrays, layer_meta = {}, []
-        for position, (name, examples) in enumerate(self.layers.items()):
-            prefix = f"layer{position}"
-            for which in _WHICH:
-                for kind in ("values", "indices", "positions"):
-                    arrays[f"{prefix}.{kind}_{which}"] = getattr(examples, f"{kind}_{which}")
-            if examples.box_map is not None:
-                arrays[f"{prefix}.box_map"] = examples.box_map
-            layer_meta.append({"name": name, "path": examples.path, "units": examples.units})
         order = sorted(self.thumbnails)
-        encoded = [_png(self.thumbnails[index]) for index in order]
-        arrays["thumbnails.index"] = np.asarray(order, dtype=np.int64)
-        arrays["thumbnails.offsets"] = np.cumsum([0] + [len(b) for b in encoded], dtype=np.int64)
-        arrays["thumbnails.png"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        arrays = {**_layer_arrays(self.layers), **_thumbnail_arrays(self.thumbnails, order)}
         meta = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
@@ -309,21 +209,16 @@ class ExamplesResult:
             "input_size": list(self.input_size),
             "num_images": self.num_images,
             "next_index": self.next_index,
-            "layers": layer_meta,
+            "layers": [
+                {"name": name, "path": examples.path, "units": examples.units}
+                for name, examples in self.layers.items()
+            ],
             "sources": [self.sources.get(index, index) for index in order],
             "skipped": [[name, reason] for name, reason in self.skipped],
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "info": self.info,
         }
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
-        try:
-            np.savez(staging / "arrays.npz", **arrays)
-            (staging / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        _write_atomically(directory, arrays, meta)
         return directory
 
     @classmethod
@@ -339,26 +234,18 @@ class ExamplesResult:
         with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
             arrays = dict(npz)
         order = arrays["thumbnails.index"].tolist()
-        offsets, blob = arrays["thumbnails.offsets"], arrays["thumbnails.png"].tobytes()
-        thumbnails = {
-            index: _unpng(blob[offsets[i] : offsets[i + 1]]) for i, index in enumerate(order)
-        }
+        thumbnails = _read_thumbnails(arrays, order)
         input_size = tuple(meta["input_size"])
         layers = {}
         for position, layer in enumerate(meta["layers"]):
             prefix = f"layer{position}"
-            fields = {
-                f"{kind}_{which}": arrays[f"{prefix}.{kind}_{which}"]
-                for which in _WHICH
-                for kind in ("values", "indices", "positions")
-            }
             layers[layer["name"]] = LayerExamples(
                 layer=layer["name"],
                 path=layer["path"],
                 box_map=arrays.get(f"{prefix}.box_map"),
                 input_size=input_size,
                 thumbnails=thumbnails,
-                **fields,
+                **{name: arrays[f"{prefix}.{name}"] for name in array_names()},
             )
         return cls(
             layers=layers,
@@ -376,6 +263,47 @@ class ExamplesResult:
         )
 
 
+def _layer_arrays(layers: dict[str, LayerExamples]) -> dict[str, np.ndarray]:
+    """``layer{i}.values_top`` ... and ``layer{i}.box_map`` of every layer, in order."""
+    arrays = {}
+    for position, examples in enumerate(layers.values()):
+        prefix = f"layer{position}"
+        for name in array_names():
+            arrays[f"{prefix}.{name}"] = getattr(examples, name)
+        if examples.box_map is not None:
+            arrays[f"{prefix}.box_map"] = examples.box_map
+    return arrays
+
+
+def _thumbnail_arrays(thumbnails: dict[int, np.ndarray], order: list[int]) -> dict:
+    """PNG-encoded thumbnails in ``order``: indices, byte offsets and one concatenated blob."""
+    encoded = [_png(thumbnails[index]) for index in order]
+    return {
+        "thumbnails.index": np.asarray(order, dtype=np.int64),
+        "thumbnails.offsets": np.cumsum([0] + [len(b) for b in encoded], dtype=np.int64),
+        "thumbnails.png": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+    }
+
+
+def _read_thumbnails(arrays: dict[str, np.ndarray], order: list[int]) -> dict[int, np.ndarray]:
+    """Inverse of :func:`_thumbnail_arrays`: dataset index -> ``(h, w, 3)`` uint8."""
+    offsets, blob = arrays["thumbnails.offsets"], arrays["thumbnails.png"].tobytes()
+    return {index: _unpng(blob[offsets[i] : offsets[i + 1]]) for i, index in enumerate(order)}
+
+
+def _write_atomically(directory: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write into a staging directory next to ``directory``, then swap it in."""
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
+    try:
+        np.savez(staging / "arrays.npz", **arrays)
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", compress_level=3)
@@ -385,17 +313,6 @@ def _png(image: np.ndarray) -> bytes:
 def _unpng(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
-
-
-def preprocess_fields(pre: Preprocess) -> dict:
-    """The settings of a :class:`Preprocess` as JSON-ready values (for cache keys)."""
-    return {
-        "mean": list(pre.mean),
-        "std": list(pre.std),
-        "value_range": list(pre.value_range),
-        "input_size": list(pre.input_size),
-        "channels": pre.channels,
-    }
 
 
 def lookup(root: Path | None, key: str | None, names: dict, resume: bool) -> ExamplesResult | None:

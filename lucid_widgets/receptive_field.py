@@ -30,7 +30,14 @@ from torch import nn
 from lucid_widgets.hooks import capture, frozen, model_device, resolve_layer
 from lucid_widgets.preprocess import Preprocess, resolve
 
-__all__ = ["AxisGeometry", "analytic_geometry", "crop", "model_dtype", "receptive_field_boxes"]
+__all__ = [
+    "AxisGeometry",
+    "analytic_geometry",
+    "blank_input",
+    "crop",
+    "model_dtype",
+    "receptive_field_boxes",
+]
 
 _ACTIVATIONS = (
     nn.ReLU,
@@ -90,6 +97,8 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
 def _window(module: nn.Module) -> tuple[tuple[int, int], ...] | None:
     """``(kernel, stride, padding, dilation)`` pairs of a conv / pool, ``None`` if unknown."""
     if isinstance(module, nn.Conv2d):
+        if type(module).forward is not nn.Conv2d.forward:  # e.g. TF "SAME" padding subclasses
+            return None
         kernel, dilation = _pair(module.kernel_size), _pair(module.dilation)
         if module.padding == "valid":
             padding = (0, 0)
@@ -97,8 +106,6 @@ def _window(module: nn.Module) -> tuple[tuple[int, int], ...] | None:
             padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
         else:
             padding = _pair(module.padding)
-        if type(module).forward is not nn.Conv2d.forward:  # e.g. TF "SAME" padding subclasses
-            return None
         return kernel, _pair(module.stride), padding, dilation
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
         dilation = _pair(getattr(module, "dilation", 1))
@@ -159,6 +166,13 @@ def model_dtype(model: nn.Module) -> torch.dtype:
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.float32
+
+
+def blank_input(model: nn.Module, pre: Preprocess) -> torch.Tensor:
+    """A black ``(1, C, H, W)`` probe image at ``pre``'s input size, on the model's device and
+    in its dtype (not yet preprocessed)."""
+    shape = (1, pre.channels, *pre.input_size)
+    return torch.zeros(shape, device=model_device(model), dtype=model_dtype(model))
 
 
 # ---------------------------------------------------------------------------- measured
@@ -273,21 +287,18 @@ def _measured_boxes(
     measured = _measure(model, path, pre, positions)
     full = (0, 0, height, width)
     boxes = [box if box is not None else full for box in measured]
-    rows = _fit_axis(
-        [(p[0], b[0], b[2]) for p, b in zip(positions, boxes, strict=True)], out_h, height
-    )
-    cols = _fit_axis(
-        [(p[1], b[1], b[3]) for p, b in zip(positions, boxes, strict=True)], out_w, width
-    )
+    pairs = list(zip(positions, boxes, strict=True))
+    rows = _fit_axis([(p[0], b[0], b[2]) for p, b in pairs], out_h, height)
+    cols = _fit_axis([(p[1], b[1], b[3]) for p, b in pairs], out_w, width)
     result = _box_map(rows, cols)
-    mismatched = [p for p, b in zip(positions, boxes, strict=True) if tuple(result[p]) != tuple(b)]
+    mismatched = [p for p, b in pairs if tuple(result[p]) != tuple(b)]
     if mismatched:
         warnings.warn(
             f"Receptive fields of {path!r} are not translation-invariant at {mismatched}; "
             "the boxes are a best fit.",
             stacklevel=3,
         )
-        for position, box in zip(positions, boxes, strict=True):
+        for position, box in pairs:
             result[position] = box
     return result
 
@@ -304,10 +315,8 @@ def _box_map(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def _output_shape(model: nn.Module, path: str, pre: Preprocess) -> torch.Size:
-    device = model_device(model)
-    probe = torch.zeros(1, pre.channels, *pre.input_size, device=device, dtype=model_dtype(model))
     with frozen(model), torch.no_grad(), capture(model, [path]) as run:
-        return run(pre(probe))[path].shape
+        return run(pre(blank_input(model, pre)))[path].shape
 
 
 def receptive_field_boxes(

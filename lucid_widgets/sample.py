@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lucid_widgets.datasets import load_image
+from lucid_widgets.dataset_images import as_float, load_image, to_uint8_rgb
 from lucid_widgets.hooks import capture, frozen, model_device, resolve_layer
 from lucid_widgets.preprocess import Preprocess, resolve
 from lucid_widgets.receptive_field import model_dtype
@@ -146,8 +146,7 @@ class SampleView:
 
 def _as_batch(image: object, pre: Preprocess, device, dtype) -> torch.Tensor:
     """Any image (path, PIL, array, tensor) -> ``(1, C, H, W)`` float in [0, 1] at input size."""
-    tensor = load_image(image, pre.input_size, pre.channels)  # (C, H, W)
-    tensor = tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor.float()
+    tensor = as_float(load_image(image, pre.input_size, pre.channels))  # (C, H, W)
     return tensor[None].to(device=device, dtype=dtype)
 
 
@@ -166,6 +165,31 @@ def _predictions(logits: torch.Tensor, labels: Sequence[str] | None, top: int) -
         )
         for probability, index in zip(best.values.tolist(), best.indices.tolist(), strict=True)
     ]
+
+
+def _layer_sample(
+    name: str, output: torch.Tensor, top_units: int, reduce: str, pre: Preprocess
+) -> LayerSample:
+    """The top units of one layer's ``output`` ``(1, C, H', W')`` or ``(1, C)``."""
+    tensor = output[0].float()  # (C, H', W') or (C,)
+    if tensor.dim() not in (1, 3):
+        raise ValueError(
+            f"Layer {name!r} has output shape {tuple(output.shape)}; sample_view reads "
+            "(B, C, H, W) or (B, C) layers."
+        )
+    if tensor.dim() == 1:
+        scores = tensor
+    else:
+        scores = tensor.flatten(1).amax(1) if reduce == "max" else tensor.flatten(1).mean(1)
+    best = scores.topk(min(top_units, scores.numel()))
+    return LayerSample(
+        layer=name,
+        units=best.indices.cpu().numpy(),
+        values=best.values.cpu().numpy(),
+        activations=tensor.cpu().numpy(),
+        input_size=tuple(pre.input_size),
+        reduce=reduce,
+    )
 
 
 def sample_view(
@@ -204,31 +228,9 @@ def sample_view(
     batch = _as_batch(image, pre, model_device(model), model_dtype(model))  # (1, C, H, W)
     with frozen(model), torch.no_grad(), capture(model, [*names, "logits"]) as run:
         acts = run(pre(batch))
-    result = {}
-    for name in names:
-        tensor = acts[name][0].float()  # (C, H', W') or (C,)
-        if tensor.dim() not in (1, 3):
-            raise ValueError(
-                f"Layer {name!r} has output shape {tuple(acts[name].shape)}; sample_view reads "
-                "(B, C, H, W) or (B, C) layers."
-            )
-        if tensor.dim() == 1:
-            scores = tensor
-        else:
-            scores = tensor.flatten(1).amax(1) if reduce == "max" else tensor.flatten(1).mean(1)
-        best = scores.topk(min(top_units, scores.numel()))
-        result[name] = LayerSample(
-            layer=name,
-            units=best.indices.cpu().numpy(),
-            values=best.values.cpu().numpy(),
-            activations=tensor.cpu().numpy(),
-            input_size=tuple(pre.input_size),
-            reduce=reduce,
-        )
-    picture = batch[0].float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
-    picture = picture.expand(3, -1, -1) if picture.shape[0] == 1 else picture[:3]
+    result = {name: _layer_sample(name, acts[name], top_units, reduce, pre) for name in names}
     return SampleView(
-        image=picture.permute(1, 2, 0).numpy(),
+        image=to_uint8_rgb(batch.float())[0],  # (H, W, 3)
         predictions=_predictions(acts["logits"], getattr(model, "lucid_labels", None), top_classes),
         layers=result,
     )
@@ -240,8 +242,7 @@ def sample_view(
 def _picture(image: object, size: tuple[int, int] | None, channels: int = 3) -> object:
     """A path becomes a PIL image; with ``size``, any image is resized + centre-cropped."""
     if size is not None:
-        tensor = load_image(image, size, channels)
-        return tensor.float().div(255) if tensor.dtype == torch.uint8 else tensor
+        return as_float(load_image(image, size, channels))  # (C, H, W)
     if isinstance(image, (str, os.PathLike)):
         with Image.open(image) as opened:
             return opened.convert("RGB" if channels == 3 else "L")
