@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -13,11 +14,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-import lucid_widgets.dataset_examples as de
 from lucid_widgets.dataset_examples import ExamplesResult, dataset_examples
 from lucid_widgets.datasets import load_image
 from lucid_widgets.hooks import LayerNotFoundError, capture
 from lucid_widgets.preprocess import Preprocess
+
+# the module itself: `lucid_widgets.dataset_examples` as an attribute is the function
+de = importlib.import_module("lucid_widgets.dataset_examples")
 
 SIZE = 16
 LAYERS = ["0", "3", "7"]  # conv 16x16 (pre-ReLU), conv 8x8 after a pool, linear (B, 5)
