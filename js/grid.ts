@@ -1,7 +1,9 @@
 // Unit grid: one thumbnail per unit of the current page, streamed in by batches.
 import { Bindings, flag, h, objectUrl, save, signature, toBytes, unitTerm } from "./dom";
 import { gridSettingsForm } from "./settings";
-import type { AnyModel, LayerRow } from "./types";
+import type { AnyModel, LayerRow, WidgetTraits } from "./types";
+
+type GridView = WidgetTraits["grid_view"];
 
 interface Tile {
   el: HTMLButtonElement;
@@ -40,6 +42,28 @@ function segmented(
   return root;
 }
 
+function viewToggle(model: AnyModel, bindings: Bindings): HTMLElement {
+  const options: [GridView, string, string][] = [
+    ["visualization", "visualization", "Each unit's feature visualization"],
+    ["example", "top example", "Each unit's top dataset example (the crop it sees; needs w.set_dataset)"],
+  ];
+  const buttons = options.map(([value, label, title]) =>
+    h("button", { type: "button", class: "lw-seg-item", "data-value": value, "data-testid": `lw-grid-view-${value}`, title }, label),
+  );
+  const draw = (): void => {
+    for (const button of buttons) {
+      button.setAttribute("aria-pressed", button.dataset.value === model.get("grid_view") ? "true" : "false");
+      button.disabled = model.get("readonly");
+    }
+  };
+  for (const button of buttons) {
+    bindings.listen(button, "click", () => save(model, "grid_view", button.dataset.value as GridView));
+  }
+  bindings.on(["grid_view", "readonly"], draw);
+  draw();
+  return h("div", { class: "lw-seg", role: "group", "data-testid": "lw-grid-view" }, ...buttons);
+}
+
 export function unitGrid(model: AnyModel, bindings: Bindings): HTMLElement {
   const title = h("span", { class: "lw-grid-title", "data-testid": "lw-grid-title" });
   const negative = h("input", { type: "checkbox", "data-testid": "lw-grid-negative" });
@@ -50,6 +74,7 @@ export function unitGrid(model: AnyModel, bindings: Bindings): HTMLElement {
   const bar = h("div", { class: "lw-progress-bar" }, h("div", { class: "lw-progress-fill" }));
   const resume = h("button", { type: "button", class: "lw-button lw-small", "data-testid": "lw-grid-resume" }, "Render");
   const grid = h("div", { class: "lw-grid", "data-testid": "lw-grid" });
+  const examplesHint = h("div", { class: "lw-empty lw-grid-examples-hint", "data-testid": "lw-grid-examples-hint" });
   const hint = h("div", { class: "lw-empty lw-grid-hint", "data-testid": "lw-grid-hint" }, "Pick a layer to see its units. Click a unit to optimize it live; shift-click to add it to the objective.");
   const root = h(
     "section",
@@ -58,6 +83,7 @@ export function unitGrid(model: AnyModel, bindings: Bindings): HTMLElement {
       "header",
       { class: "lw-grid-head" },
       title,
+      viewToggle(model, bindings),
       segmented(model, bindings, ["channel", "neuron"], "lw-grid-kind"),
       h("label", { class: "lw-check", title: "Minimize instead of maximize" }, negative, "negative"),
       h("span", { class: "lw-spacer" }),
@@ -65,6 +91,7 @@ export function unitGrid(model: AnyModel, bindings: Bindings): HTMLElement {
     ),
     h("div", { class: "lw-grid-status" }, progress, resume, bar, gridSettingsForm(model, bindings)),
     hint,
+    examplesHint,
     grid,
   );
   const tiles = new Map<number, Tile>();
@@ -138,11 +165,19 @@ export function unitGrid(model: AnyModel, bindings: Bindings): HTMLElement {
   };
 
   const images = (): void => {
-    const blob = toBytes(model.get("grid_blob"));
-    const progressLayer = model.get("grid_progress")?.layer;
+    const examples = model.get("grid_view") === "example";
+    const blob = toBytes(model.get(examples ? "grid_examples_blob" : "grid_blob"));
+    const info = model.get("grid_examples") ?? {};
+    const sourceLayer = examples ? info.layer : model.get("grid_progress")?.layer;
+    const index = examples ? info.items ?? [] : model.get("grid_index") ?? [];
     const seen = new Set<number>();
-    if (blob && progressLayer === model.get("layer")) {
-      for (const entry of model.get("grid_index") ?? []) {
+    grid.dataset.view = examples ? "example" : "visualization";
+    const state = model.get("examples_status")?.state ?? "idle";
+    examplesHint.hidden = !examples || (Boolean(index.length) && sourceLayer === model.get("layer"));
+    examplesHint.textContent =
+      state === "idle" ? "No dataset: call w.set_dataset(images) to see each unit's top example." : state === "error" ? "Dataset examples failed (see the unit detail)." : "Computing dataset examples…";
+    if (blob && sourceLayer === model.get("layer")) {
+      for (const entry of index) {
         const tile = tiles.get(entry.unit);
         if (!tile) continue;
         const bytes = blob.subarray(entry.offset, entry.offset + entry.length);
@@ -195,7 +230,7 @@ export function unitGrid(model: AnyModel, bindings: Bindings): HTMLElement {
   bindings.listen(negative, "change", () => save(model, "grid_negative", negative.checked));
   bindings.listen(resume, "click", () => model.send({ type: "grid_resume" }));
   bindings.on(["layer", "layers", "page", "page_size", "unit", "readonly", "grid_negative", "grid_settings"], layout);
-  bindings.on(["grid_blob", "grid_index"], images);
+  bindings.on(["grid_blob", "grid_index", "grid_view", "grid_examples", "grid_examples_blob", "examples_status"], images);
   bindings.on(["grid_progress"], () => {
     images();
     status();

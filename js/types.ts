@@ -77,6 +77,77 @@ export interface GridProgress {
   steps?: number;
 }
 
+/** One encoded image inside a blob trait: bytes [offset, offset + length). */
+export interface BlobEntry {
+  offset: number;
+  length: number;
+  mime: string;
+}
+
+/** widget_examples: state of the dataset-examples pass. */
+export interface ExamplesStatus {
+  state?: "idle" | "waiting" | "running" | "done" | "error";
+  layer?: string;
+  size?: number | null;
+  k?: number;
+  skipped?: number;
+  complete?: boolean;
+  message?: string;
+}
+
+/** One top / bottom dataset example of the open unit (images in unit_examples_blob). */
+export interface ExampleItem {
+  which: "top" | "bottom";
+  rank: number;
+  value: number;
+  index: number;
+  source: string;
+  box: number[];
+  image: BlobEntry;
+  crop: BlobEntry;
+}
+
+export interface UnitExamples {
+  layer?: string;
+  unit?: number;
+  k?: number;
+  items?: ExampleItem[];
+}
+
+export interface GridExamples {
+  layer?: string;
+  page?: number;
+  items?: (BlobEntry & { unit: number; value: number })[];
+}
+
+export interface Prediction {
+  index: number;
+  label: string;
+  probability: number;
+  logit: number;
+}
+
+export interface SampleUnit {
+  unit: number;
+  value: number;
+  map: BlobEntry;
+  thumb: BlobEntry | null;
+}
+
+/** widget_sample: the sample image's predictions and the selected layer's top units. */
+export interface SampleInfo {
+  state?: "running" | "done" | "error";
+  name?: string;
+  message?: string;
+  width?: number;
+  height?: number;
+  predictions?: Prediction[];
+  layer?: string;
+  units?: SampleUnit[];
+}
+
+export type UnitView = "channel" | "neuron" | "negative" | "diversity" | "deepdream" | "caricature";
+
 export type RunStatus = "idle" | "running" | "paused" | "done" | "error";
 
 /** Binary traits arrive as DataView (ipywidgets); the static export uses the same. */
@@ -111,6 +182,17 @@ export interface WidgetTraits {
   grid_blob: Binary;
   grid_index: GridIndexEntry[];
   grid_progress: GridProgress;
+  grid_view: "visualization" | "example";
+  grid_examples: GridExamples;
+  grid_examples_blob: Binary;
+  unit_view: UnitView;
+  examples_k: number;
+  examples_status: ExamplesStatus;
+  unit_examples: UnitExamples;
+  unit_examples_blob: Binary;
+  sample_image: Binary;
+  sample_info: SampleInfo;
+  sample_blob: Binary;
 }
 
 export type TraitName = keyof WidgetTraits;
@@ -122,7 +204,10 @@ export type Action =
   | { type: "resume" }
   | { type: "restart" }
   | { type: "grid_resume" }
-  | { type: "open_unit"; unit: number; layer?: string };
+  | { type: "open_unit"; unit: number; layer?: string }
+  | { type: "unit_view"; view: UnitView }
+  | { type: "sample_upload"; name: string }
+  | { type: "sample_example"; index: number };
 
 /** The part of anywidget's model interface this front end uses. */
 export interface AnyModel {
@@ -131,7 +216,7 @@ export interface AnyModel {
   save_changes(): void;
   on(event: string, callback: () => void): void;
   off(event?: string | null, callback?: (() => void) | null): void;
-  send(content: Action): void;
+  send(content: Action, callbacks?: unknown, buffers?: ArrayBuffer[]): void;
 }
 
 export interface RenderProps {

@@ -1,9 +1,11 @@
 // lucid_widgets front end: Microscope (layer browser + unit grid + unit detail) and LivePreview.
 // Bundled by esbuild into lucid_widgets/static/widget.js (npm run build); no runtime fetches.
 import { Bindings, h, toBytes } from "./dom";
+import { unitExamples, unitViews } from "./examples";
 import { unitGrid } from "./grid";
 import { layerBrowser } from "./layers";
 import { previewPanel } from "./preview";
+import { samplePanel } from "./sample";
 import type { AnyModel, RenderProps } from "./types";
 
 export type { AnyModel, WidgetTraits } from "./types";
@@ -28,13 +30,20 @@ function render({ model, el }: RenderProps): () => void {
   const detail = previewPanel(model, bindings);
   let body: HTMLElement;
   if (microscope) {
-    const main = h("div", { class: "lw-main" }, unitGrid(model, bindings), detail);
+    const unitTitle = h("span", { class: "lw-section-title", "data-testid": "lw-unit-title" });
+    const unitHead = h("header", { class: "lw-unit-head" }, unitTitle, unitViews(model, bindings));
+    const unit = h("div", { class: "lw-unit", "data-testid": "lw-unit" }, unitHead, detail, unitExamples(model, bindings));
+    const main = h("div", { class: "lw-main" }, unitGrid(model, bindings), unit, samplePanel(model, bindings));
     body = h("div", { class: "lw-body" }, layerBrowser(model, bindings), main);
     const showDetail = (): void => {
       const frame = toBytes(model.get("frame")); // an empty frame is a zero-length DataView
       detail.hidden = model.get("unit") < 0 && !model.get("objective") && !frame?.length;
+      unitHead.hidden = model.get("unit") < 0;
+      unit.hidden = detail.hidden;
+      const row = (model.get("layers") ?? []).find((entry) => entry.name === model.get("layer"));
+      unitTitle.textContent = `Unit ${model.get("unit")} · ${row?.alias || row?.name || ""}`;
     };
-    bindings.on(["unit", "objective", "frame"], showDetail);
+    bindings.on(["unit", "objective", "frame", "layer"], showDetail);
     showDetail();
   } else {
     body = h("div", { class: "lw-body lw-body-live" }, detail);

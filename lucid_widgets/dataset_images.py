@@ -122,7 +122,9 @@ def resize_batch(images: torch.Tensor, size: tuple[int, int], channels: int) -> 
 
 def _array_to_chw(array: np.ndarray | torch.Tensor, channels_first: bool) -> torch.Tensor:
     """A 2-D or 3-D array as a ``(C, H, W)`` tensor; numpy is HWC, torch is CHW by default."""
-    tensor = torch.as_tensor(np.asarray(array)) if isinstance(array, np.ndarray) else array
+    if isinstance(array, np.ndarray):
+        array = torch.as_tensor(np.ascontiguousarray(array))  # flipped views have negative strides
+    tensor = array
     if tensor.dtype == torch.bool:
         tensor = tensor.to(torch.uint8) * 255
     if tensor.dim() == 2:

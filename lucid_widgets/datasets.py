@@ -96,7 +96,7 @@ class DatasetSource:
 
 
 def _tensor_source(data: np.ndarray | torch.Tensor) -> DatasetSource:
-    tensor = torch.from_numpy(np.asarray(data)) if isinstance(data, np.ndarray) else data
+    tensor = torch.from_numpy(np.ascontiguousarray(data)) if isinstance(data, np.ndarray) else data
     if tensor.dim() == 3:  # (N, H, W) grayscale
         tensor = tensor[:, None]
     if tensor.dim() != 4:

@@ -197,7 +197,7 @@ class LivePreview(anywidget.AnyWidget):
                 raise  # from Python: a clear error (the run is untouched either way)
             return
         self.objective_error = {}
-        if self._has_run:
+        if self._has_run and not getattr(self, "_opening", False):  # opening: restart follows
             self._worker.submit("objective", objective, change["new"], self._diversity_layer())
 
     # ---- settings ---------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class LivePreview(anywidget.AnyWidget):
             else:
                 self._has_run = False  # the next start() builds a new run
             return
-        self._worker.submit("live_settings", config, self._diversity_layer())
+        self._worker.submit("live_settings", self._run_config(config), self._diversity_layer())
 
     def _diversity_layer(self) -> str | None:
         names = referenced_layers(self.objective)
@@ -242,13 +242,22 @@ class LivePreview(anywidget.AnyWidget):
         except ExpressionError as error:
             self.objective_error = error.to_dict()
             raise
-        request = PreviewRequest(
-            objective, self.objective, self._config, dict(self._overrides), self._diversity_layer()
-        )
+        request = self._preview_request(objective)
         self._has_run = True
         with self.hold_sync():
             self.running, self.status, self.step = True, "running", 0
         self._worker.submit("preview", request)
+
+    def _preview_request(self, objective: Any) -> PreviewRequest:
+        """What :meth:`restart` asks the worker to run (subclasses add per-view settings)."""
+        return PreviewRequest(
+            objective, self.objective, self._run_config(self._config), dict(self._overrides),
+            self._diversity_layer(),
+        )  # fmt: skip
+
+    def _run_config(self, config: engine.PreviewConfig) -> engine.PreviewConfig:
+        """The settings a run uses (the Microscope's diversity view forces a batch of 4)."""
+        return config
 
     def stop(self) -> None:
         """Halt everything this widget computes (preview and grid) after the current step."""
@@ -289,13 +298,13 @@ class LivePreview(anywidget.AnyWidget):
             elif action == "stop":
                 self.stop()
             else:
-                self._handle_action(action, content)
+                self._handle_action(action, content, list(buffers or []))
         except ExpressionError:
             pass  # already shown in objective_error
         except (ValueError, TypeError, RuntimeError) as error:
             self.message = f"{type(error).__name__}: {error}"
 
-    def _handle_action(self, action: Any, content: dict) -> None:
+    def _handle_action(self, action: Any, content: dict, buffers: list) -> None:
         self.message = f"unknown action {action!r}"
 
     def save_html(self, path: str | pathlib.Path, title: str | None = None) -> pathlib.Path:

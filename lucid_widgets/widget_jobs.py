@@ -25,6 +25,9 @@ class PreviewRequest:
     config: engine.PreviewConfig
     overrides: dict = field(default_factory=dict)
     diversity_layer: str | None = None
+    # prepare(model) -> (objective, extra overrides), called in the worker thread before the run
+    # is built (objectives that need a forward pass of their own, like a caricature's target)
+    prepare: Any = None
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The :class:`Microscope` widget: layer browser + unit grid + live unit detail."""
+"""The :class:`Microscope` widget: layer browser + unit grid + live unit detail (with its
+per-unit views and dataset examples) + a sample image through the network."""
 
 from __future__ import annotations
 
@@ -11,19 +12,25 @@ import traitlets
 from torch import nn
 
 from lucid_widgets import widget_engine as engine
-from lucid_widgets.expression import unit_term
-from lucid_widgets.widget import LivePreview, _binary
-from lucid_widgets.widget_jobs import GridRequest
+from lucid_widgets.widget import _binary
+from lucid_widgets.widget_jobs import GridRequest, PreviewRequest
+from lucid_widgets.widget_sample import SampleMixin, decode_upload
+from lucid_widgets.widget_views import UNIT_VIEWS, build_view, run_config, view_for_grid
 
 __all__ = ["Microscope"]
 
 
-class Microscope(LivePreview):
+class Microscope(SampleMixin):
     """OpenAI Microscope for any PyTorch model, inside a notebook cell.
 
     Pick a layer to see one feature visualization per unit (rendered in batches, streamed in
     page by page and cached); click a unit for a live optimization whose objective you can edit
-    while it runs; shift-click thumbnails to add units to the objective.
+    while it runs; shift-click thumbnails to add units to the objective. With a dataset
+    (:meth:`set_dataset`) the unit detail shows the unit's top and bottom dataset examples and the
+    grid can show each unit's top example; with a sample image (``w.sample = image`` or an upload
+    in the widget) the Sample panel shows the predictions and the units it excites most. The unit
+    detail's views: channel, neuron, negative, diversity (four distinct images), and DeepDream
+    or caricature of the sample image.
 
     Parameters
     ----------
@@ -37,6 +44,11 @@ class Microscope(LivePreview):
         Thumbnail settings: size, steps, param, decorrelate, transforms, batch_size, seed.
     page_size
         Units per grid page (rendered on demand).
+    dataset, examples_k
+        Dataset whose top and bottom ``examples_k`` images per unit are shown (see
+        :meth:`set_dataset`); computed in the widget's worker.
+    sample
+        A sample image (path, PIL image, array, tensor) to run through the network.
 
     Examples
     --------
@@ -44,6 +56,9 @@ class Microscope(LivePreview):
     >>> w.unit = 476              # opens the unit and starts its live optimization
     >>> w.objective = "mixed4a:476 - 0.5 * mixed4a:465"
     >>> w.stop(); w.images.shape  # (1, 128, 128, 3)
+    >>> w.set_dataset(images, k=9)  # top / bottom examples of each unit, in the unit detail
+    >>> w.sample = "cat.jpg"        # predictions and the units the photo excites most
+    >>> w.unit_view = "caricature"  # feature inversion of the sample at the open unit's layer
     """
 
     mode = traitlets.Unicode("microscope").tag(sync=True)
@@ -57,6 +72,7 @@ class Microscope(LivePreview):
     grid_blob = _binary()
     grid_index = traitlets.List(traitlets.Dict()).tag(sync=True)
     grid_progress = traitlets.Dict().tag(sync=True)
+    unit_view = traitlets.Unicode("channel").tag(sync=True)
 
     def __init__(
         self,
@@ -66,10 +82,16 @@ class Microscope(LivePreview):
         settings: dict | None = None,
         grid_settings: dict | None = None,
         page_size: int = 64,
+        dataset: Any = None,
+        examples_k: int = 9,
+        sample: Any = None,
         **kwargs: Any,
     ) -> None:
         self._grid_config = engine.GridConfig.from_dict(grid_settings)
         self._opening = False
+        self._syncing_view = False
+        self._init_examples()
+        self._init_sample()
         kwargs.setdefault("grid_settings", self._grid_config.to_dict())
         kwargs.setdefault("page_size", int(page_size))
         super().__init__(model, None, settings=settings, **kwargs)
@@ -80,6 +102,10 @@ class Microscope(LivePreview):
                 self._rows.setdefault(row["alias"], row)
         if layer:
             self.layer = layer
+        if dataset is not None:
+            self.set_dataset(dataset, k=examples_k)
+        if sample is not None:
+            self.set_sample(sample)
 
     def _catalog(self, model: nn.Module) -> list[dict]:
         return engine.catalog(model)  # the layer browser needs it: errors propagate
@@ -117,10 +143,27 @@ class Microscope(LivePreview):
             self.page = 0  # its observer requests the grid
         else:
             self._request_grid()
+            self._publish_grid_examples()
+        self._request_examples()
+        self._request_sample()
 
     @traitlets.observe("page", "page_size", "grid_kind", "grid_negative")
     def _on_grid_view(self, change: dict) -> None:
         self._request_grid()
+        if change["name"] in ("page", "page_size"):
+            self._publish_grid_examples()
+        else:  # the unit detail's view follows the grid's channel / neuron / negative toggles
+            view = view_for_grid(self.unit_view, self.grid_kind, self.grid_negative)
+            self._syncing_view = True
+            try:
+                self.unit_view = view
+            finally:
+                self._syncing_view = False
+
+    @traitlets.observe("grid_progress")
+    def _on_grid_progress(self, change: dict) -> None:
+        if change["new"].get("state") == "done":
+            self._refresh_sample_thumbnails()
 
     @traitlets.observe("grid_settings")
     def _on_grid_settings(self, change: dict) -> None:
@@ -181,10 +224,39 @@ class Microscope(LivePreview):
 
     # ---- units ------------------------------------------------------------------------------
     def unit_objective(self, unit: int, layer: str | None = None) -> str:
-        """The expression a click on ``unit`` opens, e.g. ``mixed4a:476`` or ``-neuron(l, 3)``."""
+        """The expression a click on ``unit`` opens in the current ``unit_view``, e.g.
+        ``mixed4a:476``, ``-neuron(l, 3)`` or ``l:3 - 100 * diversity(l)``."""
         row = self._row(layer or self.layer)
-        term = unit_term(row.get("alias") or row["name"], unit, self.grid_kind)
-        return f"-{term}" if self.grid_negative else term
+        return build_view(self.unit_view, row, unit, self.grid_kind, None).text
+
+    @traitlets.validate("unit_view")
+    def _valid_unit_view(self, proposal: dict) -> str:
+        view = proposal["value"]
+        if view not in UNIT_VIEWS:
+            raise traitlets.TraitError(f"unit_view must be one of {UNIT_VIEWS}, got {view!r}")
+        if view in ("deepdream", "caricature") and self._sample_source is None:
+            raise traitlets.TraitError(
+                f"the {view} view needs a sample image: set w.sample = image (a path, PIL "
+                "image, array or tensor) or upload one in the Sample panel first"
+            )
+        return view
+
+    @traitlets.observe("unit_view")
+    def _on_unit_view(self, change: dict) -> None:
+        if not self._syncing_view and not self._opening and self.unit >= 0 and self.layer:
+            self.open_unit(self.unit)
+
+    def _preview_request(self, objective: Any) -> PreviewRequest:
+        request = super()._preview_request(objective)
+        if self.unit < 0 or not self.layer or self.objective != self._view.text:
+            return request  # an edited objective runs as written, with the plain settings
+        request.overrides.update(self._view.overrides)
+        request.prepare = self._view.prepare
+        return request
+
+    def _run_config(self, config: engine.PreviewConfig) -> engine.PreviewConfig:
+        view = getattr(self, "_view", None)
+        return run_config(config, view.name if view is not None else "channel")
 
     def open_unit(self, unit: int, layer: str | None = None) -> None:
         """Select ``unit`` (of ``layer``, default the current layer) and start optimizing it."""
@@ -202,9 +274,15 @@ class Microscope(LivePreview):
                 if layer:
                     self.layer = layer
                 self.unit = int(unit)
-                self.objective = self.unit_objective(int(unit))
+                size = self._config.size
+                self._view = build_view(
+                    self.unit_view, self._row(self.layer), int(unit), self.grid_kind,
+                    self._sample_source, (size, size),
+                )  # fmt: skip
+                self._set_objective(self._view.objective or self._view.text)
         finally:
             self._opening = False
+        self._publish_unit_examples()
         self.restart()
 
     @traitlets.observe("unit")
@@ -218,10 +296,22 @@ class Microscope(LivePreview):
         if self.objective.strip():
             super().start()
 
-    def _handle_action(self, action: Any, content: dict) -> None:
+    def _handle_action(self, action: Any, content: dict, buffers: list) -> None:
         if action == "open_unit":
             self.open_unit(int(content["unit"]), content.get("layer"))
         elif action == "grid_resume":
             self._worker.submit("grid_resume")
+        elif action == "unit_view":
+            try:
+                self.unit_view = str(content.get("view"))
+            except traitlets.TraitError as error:
+                self.message = str(error)
+        elif action == "sample_upload":
+            if not buffers:
+                raise ValueError("sample upload: no file bytes arrived")
+            name = str(content.get("name") or "upload")
+            self.set_sample(decode_upload(buffers[0]), name)
+        elif action == "sample_example":
+            self.sample_from_example(int(content["index"]))
         else:
-            super()._handle_action(action, content)
+            super()._handle_action(action, content, buffers)

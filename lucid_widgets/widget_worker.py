@@ -170,8 +170,21 @@ class Worker:
             self.grid.active = False
             self._publish_grid_progress("stopped", force=True)
 
+    def _on_call(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` here, between two steps (passes that use the model)."""
+        function(*args)
+
     def _on_preview(self, request: PreviewRequest) -> None:
         self._close_preview()
+        if request.prepare is not None:
+            try:
+                request.objective, extra = request.prepare(self.model)
+            except Exception as error:  # noqa: BLE001 (shown in the widget)
+                message = f"{type(error).__name__}: {error}"
+                self._publish(status="error", running=False, message=message)
+                return
+            request.overrides.update(extra)
+            request.prepare = None
         full = engine.with_diversity(
             request.objective, request.diversity_layer, request.config.diversity,
             request.config.batch,

@@ -4,39 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-
-class TinyNet(nn.Module):
-    """conv -> relu -> conv -> relu -> pool -> linear: (B, 3, H, W) -> (B, 10)."""
-
-    def __init__(self, in_channels: int = 3):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 8, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.relu2 = nn.ReLU(inplace=True)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, 10)
-        self.lucid_aliases = {"early": "relu1", "late": "relu2"}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
-        return self.fc(self.pool(x).flatten(1))
-
-
-class TinyTokens(nn.Module):
-    """Patchify -> one transformer block: activations (B, N, C)."""
-
-    def __init__(self):
-        super().__init__()
-        self.patch = nn.Conv2d(3, 16, 4, stride=4)
-        self.block = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0)
-        self.head = nn.Linear(16, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch(x).flatten(2).transpose(1, 2)  # (B, N, C)
-        return self.head(self.block(tokens).mean(1))
+from tiny_models import TinyNet, TinyTokens
 
 
 @pytest.fixture

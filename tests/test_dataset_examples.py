@@ -364,3 +364,16 @@ def test_bad_arguments(tmp_path):
         dataset_examples(model, tmp_path, "0", cache_dir=False)
     with pytest.raises(IndexError, match="out of range"):
         dataset_examples(model, images, "0", k=2, cache_dir=False, progress=False)["0"].image(9)
+
+
+def test_flipped_numpy_views_are_accepted(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    photo = skimage.data.astronaut()[::4, ::4]
+    views = [photo[:, ::-1], photo[::-1], photo]  # negative strides, as users' flips make
+    listed = dataset_examples(model, views, layers=["0"], k=2, progress=False, cache_dir=tmp_path)
+    stacked = dataset_examples(
+        model, np.stack(views)[:, :, ::-1], layers=["0"], k=2, progress=False, cache_dir=tmp_path
+    )
+    assert listed.layers["0"].values_top.shape == (4, 2)
+    assert stacked.layers["0"].values_top.shape == (4, 2)

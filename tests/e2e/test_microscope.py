@@ -2,7 +2,8 @@
 
 The tests share one page and one kernel (loading the model and warming it up is the slow part) and
 run in file order: open the widget, pick a layer, open a unit, edit the objective, use the kernel
-while it renders, stop, export a static page, then run the rest of the notebook.
+while it renders, stop, show dataset examples and a sample image, export a static page, then run
+the rest of the notebook.
 """
 
 from __future__ import annotations
@@ -165,6 +166,67 @@ def test_stop_halts_the_frames(session):
     assert session.lab.run_code("w.running").strip() == "False"
 
 
+# Decoded sizes of the images under a selector (0 until an image is decoded).
+_DECODED_JS = """([root, selector]) => [...root.querySelectorAll(selector)].map(
+  (img) => (img.complete ? img.naturalWidth : 0))"""
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 40), (120, 130, 140)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def decoded_widths(view: MicroscopeView, selector: str) -> list[int]:
+    return list(view.page.evaluate(_DECODED_JS, [view.root.element_handle(), selector]))
+
+
+def test_unit_examples_and_the_sample_panel(session, screenshot):
+    view, lab = session.view, session.lab
+    lab.run_cell(find_cell(session.path, "skimage.data.chelsea(),"), timeout_ms=120_000)
+    states = lab.run_code(
+        "w.set_dataset(dataset, k=6)\nw.sample = skimage.data.chelsea()\nw.wait(timeout=300)\n"
+        "w.examples_status['state'], w.sample_info['state']",
+        timeout_ms=360_000,
+    )
+    assert states.strip() == "('done', 'done')"
+    examples = view.by_testid("lw-examples")
+    examples.wait_for(state="visible", timeout=30_000)
+    for which in ("top", "bottom"):
+        cards = f'[data-testid="lw-examples-row"][data-which="{which}"] [data-testid="lw-example"]'
+        poll(lambda cards=cards: view.root.locator(cards).count() == 6, 30, message=which)
+        poll(
+            lambda cards=cards: all(w > 0 for w in decoded_widths(view, f"{cards} img")),
+            30,
+            message=f"decoded {which} example images",
+        )
+    assert len(decoded_widths(view, '[data-testid="lw-example-crop"]')) == 12
+    sample = view.by_testid("lw-sample")
+    assert sample.get_attribute("data-state") == "done"
+    poll(lambda: view.by_testid("lw-prediction").count() == 5, 30, message="5 predictions")
+    assert "cat" in view.by_testid("lw-predictions").inner_text().lower()
+    poll(lambda: view.by_testid("lw-sample-unit").count() == 8, 30, message="top units")
+    poll(lambda: decoded_widths(view, '[data-testid="lw-sample-image"]')[0] > 0, 30,
+         message="the sample image")  # fmt: skip
+    assert view.by_testid("lw-unit-view-deepdream").is_enabled()  # a sample image exists now
+    upload = {"name": "grey.png", "mimeType": "image/png", "buffer": _png_bytes()}
+    view.by_testid("lw-sample-upload").set_input_files(upload)  # the file goes to Python
+    poll(lambda: view.by_testid("lw-sample-name").inner_text() == "grey.png", 60, message="upload")
+    poll(lambda: sample.get_attribute("data-state") == "done", 60, message="the upload's forward")
+    assert view.by_testid("lw-prediction").count() == 5
+    view.by_testid("lw-grid-view-example").click()
+    poll(lambda: view.rendered_count() == PARAMETERS["PAGE_SIZE"], 30, message="top examples")
+    poll(lambda: all(tile["width"] > 0 for tile in view.thumbs()), 30, message="decoded tiles")
+    screenshot(lab.page, "-examples")
+    view.by_testid("lw-grid-view-visualization").click()
+    poll(lambda: view.root.locator('[data-testid="lw-grid"][data-view="visualization"]').count(),
+         30, message="the visualizations back")  # fmt: skip
+
+
 def test_static_html_export_works_offline(session, browser, tmp_path, screenshot):
     session.lab.run_code(f"w.save_html({str(tmp_path / 'export.html')!r})", timeout_ms=120_000)
     page = new_page(browser)
@@ -182,6 +244,8 @@ def test_static_html_export_works_offline(session, browser, tmp_path, screenshot
             poll(lambda: all(tile["width"] > 0 for tile in view.thumbs()), 30, message="tiles")
             assert view.preview() is not None
             assert view.objective_input().get_attribute("readonly") is not None
+            assert view.by_testid("lw-example").count() == 12  # dataset examples, top and bottom
+            assert view.by_testid("lw-prediction").count() == 5  # the sample panel
         assert aborted == [], f"the static page tried to reach the network: {aborted}"
     finally:
         page.context.close()
