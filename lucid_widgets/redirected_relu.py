@@ -31,10 +31,12 @@ class _RedirectedReLUFunction(torch.autograd.Function):
         (tensor,) = ctx.saved_tensors
         blocked = (tensor < 0) | (tensor > ctx.upper)
         relu_grad = grad.masked_fill(blocked, 0.0)
+        alive = relu_grad.flatten(1).ne(0).any(dim=1)  # (B,)
+        if bool(alive.all()):  # the usual case: every element already has a gradient
+            return relu_grad, None
         # gradient descent moves x by -grad: for x < 0, grad > 0 pushes it further down
         pushing_out = ((tensor < 0) & (grad > 0)) | ((tensor > ctx.upper) & (grad < 0))
         redirected = grad.masked_fill(pushing_out, 0.0)
-        alive = relu_grad.flatten(1).norm(dim=1) > 0  # (B,)
         alive = alive.view(-1, *([1] * (grad.dim() - 1)))
         return torch.where(alive, relu_grad, redirected), None
 

@@ -264,3 +264,40 @@ def test_render_units_matches_separate_objectives(tiny_net):
     batched = unit_batch_objective("conv2", [3, 7])(acts)
     separate = obj.channel("conv2", 3, batch=0)(acts) + obj.channel("conv2", 7, batch=1)(acts)
     assert float(batched) == pytest.approx(float(separate))
+
+
+class _ViewNet(nn.Module):
+    """Flattens a feature map with .view, which channels-last tensors cannot do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=4)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        features = self.conv(x)
+        return self.fc(features.view(features.shape[0], -1))
+
+
+def test_channels_last_falls_back_for_models_that_need_contiguous_input():
+    torch.manual_seed(0)
+    model = _ViewNet()
+    with lw.Optimization(
+        model, obj.class_logit(1), param_f=small(size=16), transforms=[], seed=0
+    ) as run:
+        assert run.channels_last  # on by default on CPU
+        run.step()
+        assert not run.channels_last  # the .view failed once; contiguous from then on
+        run.step()
+
+
+def test_channels_last_gives_the_same_render(tiny_net):
+    def render(channels_last):
+        with lw.Optimization(
+            tiny_net, "conv2:3", param_f=small(), seed=0, channels_last=channels_last
+        ) as run:
+            for _ in range(4):
+                run.step()
+            return run.image()
+
+    assert torch.allclose(render(True), render(False), atol=1e-4)

@@ -107,9 +107,11 @@ class SameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         top, bottom = self._same_pad(x.shape[-2], 0)
         left, right = self._same_pad(x.shape[-1], 1)
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom))
-        return super().forward(x)
+        if top == bottom and left == right:  # symmetric: the convolution pads, no extra copy
+            return F.conv2d(
+                x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups
+            )
+        return super().forward(F.pad(x, (left, right, top, bottom)))
 
 
 def _batch_norm(channels: int) -> nn.BatchNorm2d:
