@@ -24,6 +24,7 @@ __all__ = [
     "LayerNotFoundError",
     "LayerNotReachedError",
     "capture",
+    "first_tensor",
     "frozen",
     "layer_names",
     "model_device",
@@ -98,7 +99,7 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _first_tensor(output: object) -> torch.Tensor | None:
+def first_tensor(output: object) -> torch.Tensor | None:
     """The tensor of a module output: itself, or the first tensor of a tuple / list / dict."""
     if isinstance(output, torch.Tensor):
         return output
@@ -147,7 +148,7 @@ class Capture:
                 return
             if path in self._outputs:  # a module called twice: keep its first output
                 return
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             if tensor is None:
                 raise LayerNotReachedError(
                     f"Layer {path!r} ({type(module).__name__}) returned "
@@ -180,7 +181,7 @@ class Capture:
         result = {}
         for name, path in self.paths.items():
             if path == "logits":
-                tensor = _first_tensor(logits)
+                tensor = first_tensor(logits)
                 if tensor is None:
                     raise LayerNotReachedError("The model's output holds no tensor for 'logits'.")
                 result[name] = tensor

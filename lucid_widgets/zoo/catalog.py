@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lucid_widgets.hooks import model_device
+from lucid_widgets.hooks import first_tensor, model_device
 from lucid_widgets.preprocess import resolve
 
 __all__ = ["LayerInfo", "layer_table", "layers"]
@@ -93,22 +93,6 @@ class _Record:
     order: int
 
 
-def _first_tensor(output: object) -> torch.Tensor | None:
-    """The tensor of a module output: itself, or the first tensor of a tuple / list / dict."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        items: Iterable = output
-    elif isinstance(output, Mapping):
-        items = output.values()
-    else:
-        items = (getattr(output, name, None) for name in ("last_hidden_state", "logits"))
-    for item in items:
-        if isinstance(item, torch.Tensor):
-            return item
-    return None
-
-
 def _input_size(size: int | tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:
     if size is None:
         return tuple(default)
@@ -158,7 +142,7 @@ def _record_forward(model: nn.Module, args: tuple, kwargs: dict, what: str) -> l
 
     def make_hook(name: str):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             if name not in records and tensor is not None and tensor.dim() >= 1:
                 shape = tuple(tensor.shape)
                 records[name] = _Record(name, module, tensor, shape, len(records))
