@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["grid", "save", "show", "to_uint8"]
+__all__ = ["grid", "png_bytes", "save", "show", "to_uint8"]
 
 ImagesLike = np.ndarray | torch.Tensor | Sequence[np.ndarray]
 
@@ -84,12 +84,23 @@ def save(images: ImagesLike, path: str | Path, columns: int | None = None) -> Pa
     return path
 
 
-def png_bytes(images: ImagesLike, columns: int | None = None) -> bytes:
-    """The grid of ``images`` encoded as PNG bytes."""
+def png_bytes(images: ImagesLike, columns: int | None = None, min_side: int = 0) -> bytes:
+    """The grid of ``images`` encoded as PNG bytes.
+
+    Images smaller than ``min_side`` pixels are enlarged by a whole factor (nearest neighbour),
+    so that a 32-pixel render stays visible in a notebook.
+    """
     from PIL import Image
 
+    batch = _as_batch(images)
+    factor = max(1, math.ceil(min_side / max(1, min(batch.shape[1:3]))))
+    picture = Image.fromarray(grid(batch, columns))
+    if factor > 1:
+        picture = picture.resize(
+            (picture.width * factor, picture.height * factor), Image.Resampling.NEAREST
+        )
     buffer = io.BytesIO()
-    Image.fromarray(grid(images, columns)).save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -104,4 +115,4 @@ def show(images: ImagesLike, columns: int | None = None) -> None:
         path = save(images, Path.cwd() / "lucid_widgets_show.png", columns)
         print(f"Not in a notebook: saved the images to {path}")
         return
-    display(Image(data=png_bytes(images, columns)))
+    display(Image(data=png_bytes(images, columns, min_side=128)))
