@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .hooks import capture, frozen, resolve_layer
+from .hooks import capture, frozen, model_device, resolve_layer
 from .objective_base import Activations, Objective
 from .param import image as image_param
 from .render import Optimization, StopSignal, _check_steps, _should_stop, to_numpy
@@ -92,6 +92,7 @@ def iter_units(
     kind: str = "channel",
     param_f: Callable[[int], tuple] | None = None,
     stop: StopSignal = None,
+    micro_batch: int | None = None,
     **kwargs,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """Yield ``(units, images)`` as each batch of units finishes rendering.
@@ -100,6 +101,10 @@ def iter_units(
     parameterization for a batch (default ``param.image(size, batch=batch)``); the remaining
     keyword arguments go to :class:`~lucid_widgets.render.Optimization` (seed, transforms,
     optimizer, preprocess, redirected_relu_steps). ``stop`` ends the stream between steps.
+
+    ``micro_batch`` is how many units one optimization holds (default: ``batch_size`` on a GPU,
+    4 on a CPU, where a batch of 16 costs more per image than a batch of 4: its activations
+    overflow the caches). Each batch of ``batch_size`` units is still yielded at once.
     """
     _check_steps(steps)
     if batch_size < 1:
@@ -107,17 +112,33 @@ def iter_units(
     resolve_layer(model, layer)
     units = [int(u) for u in units]
     make = param_f or (lambda batch: image_param(size, batch=batch))
+    if micro_batch is None:
+        micro_batch = 4 if model_device(model).type == "cpu" else batch_size
+    micro_batch = max(1, min(int(micro_batch), batch_size))
+    seed = kwargs.pop("seed", None)
     for start in range(0, len(units), batch_size):
         chunk = units[start : start + batch_size]
-        objective = unit_batch_objective(layer, chunk, kind)
-        with Optimization(
-            model, objective, param_f=functools.partial(make, len(chunk)), **kwargs
-        ) as run:
-            for _ in range(steps):
-                if _should_stop(stop):
-                    return
-                run.step()
-            yield chunk, to_numpy(run.image())
+        parts = []
+        for offset in range(0, len(chunk), micro_batch):
+            part = chunk[offset : offset + micro_batch]
+            part_seed = None if seed is None else seed + start + offset
+            images = _render_part(model, layer, part, kind, make, steps, stop, part_seed, kwargs)
+            if images is None:
+                return
+            parts.append(images)
+        yield chunk, np.concatenate(parts)
+
+
+def _render_part(model, layer, units, kind, make, steps, stop, seed, options) -> np.ndarray | None:
+    """One optimization of ``units`` (one per batch element); ``None`` when stopped."""
+    objective = unit_batch_objective(layer, units, kind)
+    param_f = functools.partial(make, len(units))
+    with Optimization(model, objective, param_f=param_f, seed=seed, **options) as run:
+        for _ in range(steps):
+            if _should_stop(stop):
+                return None
+            run.step()
+        return to_numpy(run.image())
 
 
 def render_units(

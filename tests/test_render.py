@@ -301,3 +301,27 @@ def test_channels_last_gives_the_same_render(tiny_net):
             return run.image()
 
     assert torch.allclose(render(True), render(False), atol=1e-4)
+
+
+def test_micro_batches_yield_whole_batches_reproducibly(tiny_net, monkeypatch):
+    import lucid_widgets.units as units_module
+
+    sizes = []
+    original = units_module.unit_batch_objective
+
+    def recording(layer, units, kind="channel"):
+        sizes.append(len(units))
+        return original(layer, units, kind)
+
+    monkeypatch.setattr(units_module, "unit_batch_objective", recording)
+
+    def stream():
+        return list(lw.iter_units(tiny_net, "conv2", range(6), size=16, steps=2, batch_size=4,
+                                  micro_batch=2, seed=1))  # fmt: skip
+
+    first = stream()
+    assert [units for units, _ in first] == [[0, 1, 2, 3], [4, 5]]
+    assert first[0][1].shape == (4, 16, 16, 3)
+    assert sizes == [2, 2, 2]  # optimizations of at most micro_batch units
+    again = stream()
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
