@@ -221,6 +221,30 @@ class LabNotebook:
         self.wait_kernel_idle(timeout_ms)
 
 
+class NotebookPage(LabNotebook):
+    """A notebook opened in Jupyter Notebook 7 (``/notebooks/<path>``) in a Playwright page.
+
+    Notebook 7 is built from JupyterLab's components and exposes the same ``window.jupyterapp``
+    (``shell.currentWidget`` is the notebook panel), so every :class:`LabNotebook` method works.
+    """
+
+    def _open_once(self, relative_path: str, timeout_ms: int) -> None:
+        self.page.goto(
+            f"{self.server.url}/notebooks/{relative_path}",
+            wait_until="domcontentloaded",
+            timeout=timeout_ms,
+        )
+        self.page.wait_for_function(
+            """(name) => { const app = window.jupyterapp; const w = app && app.shell.currentWidget;
+                 return !!(app && app.name === 'Jupyter Notebook' && w && w.context
+                           && w.context.path.endsWith(name)
+                           && w.content && w.content.widgets.length > 0); }""",
+            arg=relative_path.rsplit("/", 1)[-1],
+            timeout=timeout_ms,
+        )
+        self.wait_kernel_idle(timeout_ms)
+
+
 def poll(predicate: Any, timeout: float, interval: float = 0.5, message: str = "") -> Any:
     """Call ``predicate`` until it returns something truthy; raise AssertionError on timeout."""
     deadline = time.monotonic() + timeout

@@ -124,7 +124,16 @@ class JupyterLabServer:
             }
         )
         env.update(self.extra_env)
-        command = [
+        command = self._command()
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, cwd=self.root_dir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    def _command(self) -> list[str]:
+        """The server's command line (subclasses start another Jupyter front end)."""
+        return [
             sys.executable,
             "-m",
             "jupyter",
@@ -141,11 +150,6 @@ class JupyterLabServer:
             "--LabApp.news_url=",
             f"--ServerApp.root_dir={self.root_dir}",
         ]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, cwd=self.root_dir, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -193,6 +197,31 @@ class JupyterLabServer:
         if self._config_dir is not None:
             shutil.rmtree(self._config_dir, ignore_errors=True)
             self._config_dir = None
+
+
+class NotebookServer(JupyterLabServer):
+    """A Jupyter Notebook 7 (``jupyter notebook``) server, with the same flags as the lab one.
+
+    Notebooks open at ``{url}/notebooks/<path>``; ``window.jupyterapp`` is exposed as in the lab.
+    """
+
+    def _command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "notebook",
+            "--no-browser",
+            f"--port={self.port}",
+            "--port-retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True",
+            "--allow-root",
+            "--JupyterNotebookApp.expose_app_in_browser=True",
+            f"--ServerApp.root_dir={self.root_dir}",
+        ]
 
 
 # ----------------------------------------------------------------------------- notebooks
