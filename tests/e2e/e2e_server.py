@@ -131,13 +131,19 @@ class JupyterLabServer:
         )
         log.close()
 
+    app = "lab"
+
+    def _app_flags(self) -> list[str]:
+        """Flags of the front end itself (subclasses start another Jupyter front end)."""
+        return ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url="]
+
     def _command(self) -> list[str]:
-        """The server's command line (subclasses start another Jupyter front end)."""
+        """The server's command line: no token, no password, no xsrf, this port only."""
         return [
             sys.executable,
             "-m",
             "jupyter",
-            "lab",
+            self.app,
             "--no-browser",
             f"--port={self.port}",
             "--port-retries=0",
@@ -146,8 +152,7 @@ class JupyterLabServer:
             "--ServerApp.password=",
             "--ServerApp.disable_check_xsrf=True",
             "--allow-root",
-            "--LabApp.expose_app_in_browser=True",
-            "--LabApp.news_url=",
+            *self._app_flags(),
             f"--ServerApp.root_dir={self.root_dir}",
         ]
 
@@ -205,23 +210,10 @@ class NotebookServer(JupyterLabServer):
     Notebooks open at ``{url}/notebooks/<path>``; ``window.jupyterapp`` is exposed as in the lab.
     """
 
-    def _command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "notebook",
-            "--no-browser",
-            f"--port={self.port}",
-            "--port-retries=0",
-            "--ServerApp.ip=127.0.0.1",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            "--allow-root",
-            "--JupyterNotebookApp.expose_app_in_browser=True",
-            f"--ServerApp.root_dir={self.root_dir}",
-        ]
+    app = "notebook"
+
+    def _app_flags(self) -> list[str]:
+        return ["--JupyterNotebookApp.expose_app_in_browser=True"]
 
 
 # ----------------------------------------------------------------------------- notebooks
