@@ -24,7 +24,15 @@ from .param import image as default_image
 from .preprocess import Preprocess, resolve
 from .redirected_relu import redirected_relu
 
-__all__ = ["Optimization", "Step", "optimize", "render_vis"]
+__all__ = [
+    "RESERVED_LAYERS",
+    "Optimization",
+    "Step",
+    "build_transform",
+    "optimize",
+    "render_vis",
+    "to_numpy",
+]
 
 ParamFn = Callable[[], tuple[list[torch.Tensor], Callable[[], torch.Tensor]]]
 OptimizerFn = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
@@ -406,5 +414,3 @@ def _progress_bar(total: int, description: str, enabled: bool):
 
     return tqdm(total=total, desc=description[:60], leave=False)
 
-
-__all__ += ["RESERVED_LAYERS", "build_transform", "to_numpy"]
