@@ -413,4 +413,3 @@ def _progress_bar(total: int, description: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=description[:60], leave=False)
-
