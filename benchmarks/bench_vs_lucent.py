@@ -136,6 +136,8 @@ def ours_steps(case: ModelCase, layer: str, steps: int, seed: int, redirect: int
         end = now()
         # the bare loop copies the layout our engine chose (channels-last on CPU, if it has that)
         case.channels_last = bool(getattr(run, "channels_last", False))
+        # ... and runs the network our engine ran (the batch-norm-folded shadow, if any)
+        case.network = getattr(run, "network", case.model)
         return per_step(start, end, steps)
 
 
@@ -146,7 +148,8 @@ class _Stop(Exception):  # noqa: N818 (control flow)
 def bare_steps(case: ModelCase, layer: str, steps: int, seed: int) -> Times:
     """ms per step of a hand-written loop doing the same math as ``Optimization.step``."""
     model = case.model
-    module = dict(model.named_modules())[case.path(layer)]
+    network = case.network if case.network is not None else model
+    module = dict(network.named_modules())[case.path(layer)]
     preprocess = resolve_preprocess(model)
     transform = lw_transforms.compose(lw_transforms.standard_transforms)
     generator = torch.Generator().manual_seed(seed)
@@ -167,7 +170,7 @@ def bare_steps(case: ModelCase, layer: str, steps: int, seed: int) -> Times:
         optimizer.zero_grad(set_to_none=True)
         network_input = preprocess(transform(image_f(), generator))
         with contextlib.suppress(_Stop):
-            model(network_input.contiguous(memory_format=layout))
+            network(network_input.contiguous(memory_format=layout))
         loss = -captured[0][:, UNIT].mean()
         loss.backward()
         optimizer.step()

@@ -67,6 +67,7 @@ class ModelCase:
     grid_layer: str
     paths: dict[str, str] = field(default_factory=dict)
     channels_last: bool = False  # the layout our engine used last (the bare loop copies it)
+    network: nn.Module | None = None  # the module our engine ran last (the bare loop runs it)
 
     def path(self, layer: str) -> str:
         """Dotted module path of ``layer``."""

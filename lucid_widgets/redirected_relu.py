@@ -55,6 +55,7 @@ def _redirected_forward(module: nn.Module):
             return _RedirectedReLUFunction.apply(tensor, upper)
         return original(module, tensor)
 
+    forward.lucid_redirected = True  # so a copy of the module (see folding.py) can drop it
     return forward
 
 

@@ -41,3 +41,32 @@ class TinyTokens(nn.Module):
 def tiny_net() -> TinyNet:
     torch.manual_seed(0)
     return TinyNet()
+
+
+class TinyBatchNormNet(nn.Module):
+    """Stride-2 RGB conv -> BN -> ReLU -> conv -> BN -> ReLU -> pool -> linear, with eval stats.
+
+    The batch norms get random running statistics and affine parameters, so folding them is a
+    real change of weights (not an identity).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 5, stride=2, padding=2, bias=False)
+        self.stem_bn = nn.BatchNorm2d(8)
+        self.conv = nn.Conv2d(8, 12, 3, padding=1)
+        self.bn = nn.BatchNorm2d(12)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(12, 4)
+        for norm in (self.stem_bn, self.bn):
+            with torch.no_grad():
+                norm.running_mean.uniform_(-0.5, 0.5)
+                norm.running_var.uniform_(0.5, 2.0)
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.stem_bn(self.stem(x)))
+        x = self.relu(self.bn(self.conv(x)))
+        return self.fc(x.mean((2, 3)))
+
