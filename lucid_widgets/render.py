@@ -24,6 +24,7 @@ from .objective_base import Activations, Objective, as_objective
 from .param import image as default_image
 from .preprocess import Preprocess, resolve
 from .redirected_relu import redirected_relu
+from .sparse_backward import skip_zero_branches
 
 __all__ = [
     "RESERVED_LAYERS",
@@ -243,6 +244,8 @@ class Optimization:
                 capture(network, hooked, modules=modules) as run,
             ):
                 values.update(self._forward(run, network_input))
+            for tensor in values.values():
+                skip_zero_branches(tensor)
         if "input" in objective.layers:
             values["input"] = image
         return Activations(values, self.labels)

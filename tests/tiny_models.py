@@ -70,3 +70,14 @@ class TinyBatchNormNet(nn.Module):
         x = self.relu(self.bn(self.conv(x)))
         return self.fc(x.mean((2, 3)))
 
+
+class Branches(nn.Module):
+    """An Inception-like block: two conv branches concatenated along channels."""
+
+    def __init__(self, channels: int = 4):
+        super().__init__()
+        self.left = nn.Conv2d(3, channels, 3, padding=1)
+        self.right = nn.Conv2d(3, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(torch.cat([self.left(x), self.right(x)], 1))
