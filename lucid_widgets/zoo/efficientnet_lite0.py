@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lucid_widgets.image_conv import conv2d_padded
 from lucid_widgets.preprocess import Preprocess
 from lucid_widgets.zoo.labels import imagenet_labels
 from lucid_widgets.zoo.weights import (
@@ -104,14 +105,17 @@ class SameConv2d(nn.Conv2d):
         total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
         return total // 2, total - total // 2
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+    def same_padding(self, x: torch.Tensor) -> tuple[int, int, int, int]:
+        """``(left, right, top, bottom)`` zero padding for input ``x`` (``F.pad`` order)."""
         top, bottom = self._same_pad(x.shape[-2], 0)
         left, right = self._same_pad(x.shape[-1], 1)
-        if top == bottom and left == right:  # symmetric: the convolution pads, no extra copy
-            return F.conv2d(
-                x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups
-            )
-        return super().forward(F.pad(x, (left, right, top, bottom)))
+        return left, right, top, bottom
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
+        if tuple(self.dilation) != (1, 1):
+            return super().forward(F.pad(x, self.same_padding(x)))
+        pads = self.same_padding(x)
+        return conv2d_padded(x, self.weight, self.bias, self.stride, pads, self.groups)
 
 
 def _batch_norm(channels: int) -> nn.BatchNorm2d:
