@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from . import image_conv
-from .hooks import first_tensor
+from .hooks import first_tensor, internal_hook, is_internal_hook
 
 __all__ = ["FoldedNetwork", "fold_conv_norm", "folded_network"]
 
@@ -99,11 +99,29 @@ def _foldable_conv(module: nn.Module) -> bool:
     return isinstance(module, _CONVS) and not getattr(module, "transposed", False)
 
 
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _user_hooks(module: nn.Module) -> tuple[int, ...]:
+    """Ids of the module's own hooks (not lucid_widgets' transient ones)."""
+    hooks = (h for name in _HOOK_DICTS for h in getattr(module, name, {}).values())
+    return tuple(id(hook) for hook in hooks if not is_internal_hook(hook))
+
+
+def _drop_internal_hooks(module: nn.Module) -> None:
+    """Remove lucid_widgets' transient hooks (another thread's capture) from a copied module."""
+    for name in _HOOK_DICTS:
+        hooks = getattr(module, name, None)
+        for key in [key for key, hook in (hooks or {}).items() if is_internal_hook(hook)]:
+            del hooks[key]
+
+
 def _signature(model: nn.Module) -> tuple:
-    """What the shadow depends on: the module tree and every conv / batch norm tensor's state."""
+    """What the shadow depends on: the module tree, its own hooks and every conv / batch norm
+    tensor's state."""
     tree = []
     for path, module in model.named_modules():
-        tree.append((path, id(module)))
+        tree.append((path, id(module), _user_hooks(module)))
         if _foldable_conv(module) or _foldable_norm(module):
             for tensor in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
                 tree.append((id(tensor), tensor._version, tensor.data_ptr(), str(tensor.device)))
@@ -120,10 +138,12 @@ def _dry_run_pairs(model: nn.Module, network_input: torch.Tensor):
     handles = []
 
     def watch(path: str, module: nn.Module) -> None:
+        @internal_hook
         def pre_hook(mod, inputs):
             if threading.get_ident() == thread and inputs and torch.is_tensor(inputs[0]):
                 norm_inputs[path] = inputs[0]
 
+        @internal_hook
         def hook(mod, inputs, output):
             if threading.get_ident() != thread:
                 return
@@ -170,7 +190,8 @@ def _shadow(model: nn.Module, pairs: dict[str, str]) -> tuple[nn.Module, list[st
     """
     memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
     shadow = copy.deepcopy(model, memo)
-    for module in shadow.modules():  # a redirected-ReLU forward patched in by another render
+    for module in shadow.modules():  # what another thread's render had put on the model
+        _drop_internal_hooks(module)
         if getattr(module.__dict__.get("forward"), "lucid_redirected", False):
             del module.__dict__["forward"]
     shadow.eval()
@@ -198,6 +219,7 @@ def _record(network: nn.Module, network_input: torch.Tensor, paths: Iterable[str
     handles = []
     for path in paths:
 
+        @internal_hook
         def hook(module, inputs, output, path=path):
             if threading.get_ident() == thread:
                 outputs.setdefault(path, first_tensor(output))

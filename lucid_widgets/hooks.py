@@ -26,6 +26,8 @@ __all__ = [
     "capture",
     "first_tensor",
     "frozen",
+    "internal_hook",
+    "is_internal_hook",
     "layer_names",
     "model_device",
     "resolve_layer",
@@ -47,6 +49,22 @@ class LayerNotReachedError(RuntimeError):
 
 class _StopForward(Exception):  # noqa: N818 (control flow, not an error)
     """Raised inside a hook to end the forward pass once every layer has been captured."""
+
+
+def internal_hook(function):
+    """Mark a hook as lucid_widgets' own (transient); copies of a model leave such hooks out.
+
+    A model's own hooks belong to the model and go with it into the folded copy that renders
+    run (see :mod:`lucid_widgets.folding`); a capture hook of a render in another thread must
+    not.
+    """
+    function.lucid_internal = True
+    return function
+
+
+def is_internal_hook(function: object) -> bool:
+    """Whether ``function`` was marked by :func:`internal_hook`."""
+    return bool(getattr(function, "lucid_internal", False))
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -163,7 +181,7 @@ class Capture:
             if self.stop_early and not self._pending:
                 raise _StopForward
 
-        return hook
+        return internal_hook(hook)
 
     def __call__(self, network_input: torch.Tensor, *args, **kwargs) -> dict[str, torch.Tensor]:
         """Run the model on ``network_input`` and return ``{layer name: output}``."""

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lucid_widgets.hooks import capture, frozen, model_device, resolve_layer
+from lucid_widgets.hooks import capture, frozen, internal_hook, model_device, resolve_layer
 from lucid_widgets.preprocess import Preprocess, resolve
 
 __all__ = [
@@ -178,6 +178,7 @@ def blank_input(model: nn.Module, pre: Preprocess) -> torch.Tensor:
 # ---------------------------------------------------------------------------- measured
 
 
+@internal_hook
 def _avg_for_max(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
     """Forward hook: replace a max pool's output by an average pool of the same geometry."""
     if module.dilation not in (1, (1, 1)):
@@ -188,6 +189,7 @@ def _avg_for_max(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torc
     return averaged if averaged.shape == output.shape else None
 
 
+@internal_hook
 def _straight_through(
     module: nn.Module, inputs: tuple, output: torch.Tensor
 ) -> torch.Tensor | None:

@@ -9,6 +9,7 @@ from torch import nn
 
 import lucid_widgets as lw
 from lucid_widgets import folding, param
+from lucid_widgets.hooks import capture
 from lucid_widgets.render import Optimization
 
 
@@ -123,11 +124,13 @@ def test_raw_conv_objective_runs_the_model(bn_net):
 
 
 def test_truncation_holds_after_the_first_dry_pass(bn_net):
-    lw.render_vis(bn_net, "bn:0", param_f=lambda: param.image(16), thresholds=(1,), progress=False)
     calls = []
     bn_net.fc.register_forward_hook(lambda *args: calls.append("fc"))
+    lw.render_vis(bn_net, "bn:0", param_f=lambda: param.image(16), thresholds=(1,), progress=False)
+    assert calls  # building the shadow ran the model once, to the end
+    calls.clear()
     lw.render_vis(bn_net, "bn:0", param_f=lambda: param.image(16), thresholds=(3,), progress=False)
-    assert calls == []  # the shadow copies the hook, and stops before fc too
+    assert calls == []  # the shadow has a copy of the hook, and stops before fc too
 
 
 def test_user_hooks_act_in_the_shadow(bn_net):
@@ -137,3 +140,23 @@ def test_user_hooks_act_in_the_shadow(bn_net):
         logits = run._activations(run.objective, run.image())["fc"]
         assert run.network is not bn_net
     torch.testing.assert_close(logits, bn_net.fc.bias.expand_as(logits))
+
+
+def test_a_hook_added_later_rebuilds_the_shadow(bn_net):
+    first = folding.folded_network(bn_net, _input())
+    handle = bn_net.relu.register_forward_hook(lambda module, inputs, output: output * 0)
+    second = folding.folded_network(bn_net, _input())
+    assert second is not first
+    with torch.no_grad():
+        torch.testing.assert_close(second.network(_input()), bn_net(_input()))
+    handle.remove()
+    assert folding.folded_network(bn_net, _input()) is not second
+
+
+def test_another_renders_capture_hooks_stay_out_of_the_shadow(bn_net):
+    """A capture active on the model (another thread's render) is not copied into the shadow."""
+    with capture(bn_net, ["stem_bn"]):
+        folded = folding.folded_network(bn_net, _input())
+        assert not folded.network.stem_bn._forward_hooks  # (an Identity now) no copied hook
+        assert folding.folded_network(bn_net, _input()) is folded  # not part of the signature
+    assert not any(m._forward_hooks for m in folded.network.modules())

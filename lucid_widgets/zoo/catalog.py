@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lucid_widgets.hooks import first_tensor, model_device
+from lucid_widgets.hooks import first_tensor, internal_hook, model_device
 from lucid_widgets.preprocess import resolve
 
 __all__ = ["LayerInfo", "layer_table", "layers"]
@@ -147,7 +147,7 @@ def _record_forward(model: nn.Module, args: tuple, kwargs: dict, what: str) -> l
                 shape = tuple(tensor.shape)
                 records[name] = _Record(name, module, tensor, shape, len(records))
 
-        return hook
+        return internal_hook(hook)
 
     try:
         for name, module in model.named_modules():
