@@ -274,7 +274,7 @@ def _build(model: nn.Module, network_input: torch.Tensor) -> FoldedNetwork | Non
     )
 
 
-_CACHE_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # one lookup or build at a time: parallel renders share one shadow
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (signature, shadow)
 
 
@@ -290,14 +290,13 @@ def folded_network(model: nn.Module, network_input: torch.Tensor) -> FoldedNetwo
     if any(module.training for module in model.modules()):
         return None
     signature = _signature(model)
-    with _CACHE_LOCK:
+    with _LOCK:
         cached = _CACHE.get(model)
-    if cached is not None and cached[0] == signature:
-        return cached[1]
-    try:
-        folded = _build(model, network_input[:1].detach())
-    except Exception:  # noqa: BLE001 (a model that cannot be copied renders unfolded)
-        folded = None
-    with _CACHE_LOCK:
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        try:
+            folded = _build(model, network_input[:1].detach())
+        except Exception:  # noqa: BLE001 (a model that cannot be copied renders unfolded)
+            folded = None
         _CACHE[model] = (signature, folded)
     return folded

@@ -8,7 +8,9 @@ same way, 32 units per batch).
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -93,6 +95,7 @@ def iter_units(
     param_f: Callable[[int], tuple] | None = None,
     stop: StopSignal = None,
     micro_batch: int | None = None,
+    workers: int | None = None,
     **kwargs,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """Yield ``(units, images)`` as each batch of units finishes rendering.
@@ -105,6 +108,11 @@ def iter_units(
     ``micro_batch`` is how many units one optimization holds (default: ``batch_size`` on a GPU,
     4 on a CPU, where a batch of 16 costs more per image than a batch of 4: its activations
     overflow the caches). Each batch of ``batch_size`` units is still yielded at once.
+
+    ``workers`` is how many optimizations run at once on a CPU, each in its own thread with an
+    equal share of torch's threads (default: one per torch thread, so 2 workers of 1 thread on 2
+    cores: small per-image operations keep one core busy better than they split across two).
+    torch's thread count is put back afterwards. On a GPU the micro-batches run one by one.
     """
     _check_steps(steps)
     if batch_size < 1:
@@ -112,21 +120,54 @@ def iter_units(
     resolve_layer(model, layer)
     units = [int(u) for u in units]
     make = param_f or (lambda batch: image_param(size, batch=batch))
+    cpu = model_device(model).type == "cpu"
     if micro_batch is None:
-        micro_batch = 4 if model_device(model).type == "cpu" else batch_size
+        micro_batch = 4 if cpu else batch_size
     micro_batch = max(1, min(int(micro_batch), batch_size))
     seed = kwargs.pop("seed", None)
+    render = functools.partial(_render_part, model, layer, kind=kind, make=make, steps=steps)
     for start in range(0, len(units), batch_size):
         chunk = units[start : start + batch_size]
-        parts = []
-        for offset in range(0, len(chunk), micro_batch):
-            part = chunk[offset : offset + micro_batch]
-            part_seed = None if seed is None else seed + start + offset
-            images = _render_part(model, layer, part, kind, make, steps, stop, part_seed, kwargs)
+        parts = [
+            (chunk[offset : offset + micro_batch], None if seed is None else seed + start + offset)
+            for offset in range(0, len(chunk), micro_batch)
+        ]
+        images = _render_parts(render, parts, stop, kwargs, workers if cpu else 1)
+        if images is None:
+            return
+        yield chunk, np.concatenate(images)
+
+
+def _render_parts(render: Callable, parts: list, stop, options: dict, workers: int | None):
+    """Render ``[(units, seed), ...]``, in worker threads on a CPU; ``None`` when stopped."""
+    threads = torch.get_num_threads()
+    count = max(1, min(len(parts), threads if workers is None else int(workers)))
+    if count == 1:
+        results = []
+        for units, seed in parts:
+            images = render(units, stop=stop, seed=seed, options=options)
             if images is None:
-                return
-            parts.append(images)
-        yield chunk, np.concatenate(parts)
+                return None
+            results.append(images)
+        return results
+    halt = threading.Event()  # set when the caller is interrupted: the workers stop too
+
+    def task(units: list[int], seed: int | None) -> np.ndarray | None:
+        torch.set_num_threads(max(1, threads // count))  # OpenMP's count is per thread
+        halted = lambda: halt.is_set() or _should_stop(stop)  # noqa: E731
+        return render(units, stop=halted, seed=seed, options=options)
+
+    try:
+        with ThreadPoolExecutor(count, thread_name_prefix="lucid-units") as pool:
+            futures = [pool.submit(task, units, seed) for units, seed in parts]
+            try:
+                results = [future.result() for future in futures]
+            except BaseException:
+                halt.set()
+                raise
+    finally:
+        torch.set_num_threads(threads)  # also resets the process-wide count the workers set
+    return None if any(images is None for images in results) else results
 
 
 def _render_part(model, layer, units, kind, make, steps, stop, seed, options) -> np.ndarray | None:

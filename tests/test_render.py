@@ -325,3 +325,33 @@ def test_micro_batches_yield_whole_batches_reproducibly(tiny_net, monkeypatch):
     assert sizes == [2, 2, 2]  # optimizations of at most micro_batch units
     again = stream()
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+
+
+def test_parallel_workers_match_one_worker_and_restore_threads(tiny_net):
+    threads = torch.get_num_threads()
+    options = dict(size=16, steps=3, batch_size=4, micro_batch=1, seed=2, progress=False)
+    one = lw.render_units(tiny_net, "conv2", range(4), workers=1, **options)
+    two = lw.render_units(tiny_net, "conv2", range(4), workers=2, **options)
+    np.testing.assert_allclose(one, two, atol=1e-5)
+    assert torch.get_num_threads() == threads
+
+
+def test_parallel_workers_stop_and_raise_cleanly(tiny_net):
+    import threading
+
+    state = _state(tiny_net)
+    steps = []
+
+    def stop() -> bool:  # asked before every step of every worker
+        steps.append(threading.get_ident())
+        return len(steps) > 6
+
+    streamed = list(lw.iter_units(tiny_net, "conv2", range(8), size=16, steps=50, batch_size=8,
+                                  micro_batch=2, workers=2, stop=stop))  # fmt: skip
+    assert streamed == []  # stopped before the batch finished
+    assert len(set(steps)) == 2  # two worker threads took steps
+    with pytest.raises(IndexError, match="16 units"):
+        lw.render_units(tiny_net, "conv2", [0, 99], size=16, steps=2, micro_batch=1, workers=2,
+                        progress=False)  # fmt: skip
+    _assert_same_state(tiny_net, state)
+    assert not [t for t in threading.enumerate() if t.name.startswith("lucid-units")]
