@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from . import transforms as transforms_module
+from .cpu_allocator import tune_cpu_allocator
 from .folding import folded_network
 from .hooks import RESERVED_LAYERS, capture, frozen, model_device, resolve_layer
 from .objective_base import Activations, Objective, as_objective
@@ -141,6 +142,8 @@ class Optimization:
         self.redirected_relu_steps = int(redirected_relu_steps)
         # oneDNN's channels-last convolutions are much faster on CPU; the math is the same
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        if self.device.type == "cpu":
+            tune_cpu_allocator()  # freed activations stay for the next step (see cpu_allocator)
         self.generator = torch.Generator()
         if seed is None:
             self.generator.seed()
