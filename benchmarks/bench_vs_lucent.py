@@ -45,6 +45,7 @@ from common import (  # noqa: E402
     environment,
     googlenet_case,
     lite0_case,
+    lucent_hooks_removed,
     medians,
     now,
     per_step,
@@ -104,15 +105,16 @@ def lucent_steps(case: ModelCase, layer: str, steps: int, seed: int) -> Times:
 
     torch.manual_seed(seed)
     np.random.seed(seed)  # Lucent's transforms draw from numpy's global RNG
-    lucent_render.render_vis(
-        case.model,
-        f"{case.lucent_layer(layer)}:{UNIT}",
-        param_f=lambda: lucent_param.image(SIZE),
-        optimizer=lambda params: TimedAdam(params, lr=LR),
-        thresholds=(steps + 1,),
-        show_image=False,
-        progress=False,
-    )
+    with lucent_hooks_removed(case.model):
+        lucent_render.render_vis(
+            case.model,
+            f"{case.lucent_layer(layer)}:{UNIT}",
+            param_f=lambda: lucent_param.image(SIZE),
+            optimizer=lambda params: TimedAdam(params, lr=LR),
+            thresholds=(steps + 1,),
+            show_image=False,
+            progress=False,
+        )
     return per_step(stamps[0], stamps[-1], steps)
 
 
@@ -198,14 +200,15 @@ def lucent_grid(case: ModelCase, steps: int, seed: int) -> Times:
 
     def render_all() -> None:
         for unit in range(GRID_UNITS):
-            lucent_render.render_vis(
-                case.model,
-                f"{name}:{unit}",
-                param_f=lambda: lucent_param.image(SIZE),
-                thresholds=(steps,),
-                show_image=False,
-                progress=False,
-            )
+            with lucent_hooks_removed(case.model):
+                lucent_render.render_vis(
+                    case.model,
+                    f"{name}:{unit}",
+                    param_f=lambda: lucent_param.image(SIZE),
+                    thresholds=(steps,),
+                    show_image=False,
+                    progress=False,
+                )
 
     return timed(render_all)
 

@@ -10,7 +10,8 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +77,24 @@ class ModelCase:
     def lucent_layer(self, layer: str) -> str:
         """The name Lucent's ``hook_model`` gives the module: path parts joined by ``_``."""
         return self.path(layer).replace(".", "_")
+
+
+@contextmanager
+def lucent_hooks_removed(model: nn.Module) -> Iterator[None]:
+    """Remove the forward hooks a Lucent ``render_vis`` call leaves on every module.
+
+    Lucent 0.1.8's ``hook_model`` registers a ``ModuleHook`` per module and never calls its
+    ``close()``: each call leaves one more hook per module (each holding its last output).
+    Left in place they slow every later forward pass of the model, Lucent's and ours alike,
+    more with each run, so timings would depend on the order of the runs.
+    """
+    try:
+        yield
+    finally:
+        for module in model.modules():
+            for key, hook in list(module._forward_hooks.items()):
+                if type(getattr(hook, "__self__", None)).__name__ == "ModuleHook":
+                    del module._forward_hooks[key]
 
 
 def freeze(model: nn.Module) -> nn.Module:

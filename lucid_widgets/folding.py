@@ -104,7 +104,8 @@ _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_back
 
 def _user_hooks(module: nn.Module) -> tuple[int, ...]:
     """Ids of the module's own hooks (not lucid_widgets' transient ones)."""
-    hooks = (h for name in _HOOK_DICTS for h in getattr(module, name, {}).values())
+    # tuple(dict.values()) copies in one step: other threads' captures add and remove hooks
+    hooks = [h for name in _HOOK_DICTS for h in tuple(getattr(module, name, {}).values())]
     return tuple(id(hook) for hook in hooks if not is_internal_hook(hook))
 
 
