@@ -9,6 +9,7 @@ Lucid applies it to ``Relu`` and ``Relu6`` ops; here it is applied to ``nn.ReLU`
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,18 +25,28 @@ class _RedirectedReLUFunction(torch.autograd.Function):
     def forward(ctx, tensor: torch.Tensor, upper: float) -> torch.Tensor:
         ctx.save_for_backward(tensor)
         ctx.upper = upper
+        if math.isinf(upper):
+            return torch.relu(tensor)
         return tensor.clamp(min=0.0, max=upper)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         (tensor,) = ctx.saved_tensors
-        blocked = (tensor < 0) | (tensor > ctx.upper)
-        relu_grad = grad.masked_fill(blocked, 0.0)
-        alive = relu_grad.flatten(1).ne(0).any(dim=1)  # (B,)
+        upper = ctx.upper
+        # the plain ReLU / ReLU6 gradient, one fused pass (an input of exactly 0 or ``upper``
+        # counts as blocked, as in torch; Lucid lets it pass: a measure-zero difference)
+        if math.isinf(upper):
+            relu_grad = torch.ops.aten.threshold_backward(grad, tensor, 0.0)
+        else:
+            relu_grad = torch.ops.aten.hardtanh_backward(grad, tensor, 0.0, upper)
+        # (B,): does any gradient get through for this batch element? (Lucid: a nonzero norm)
+        # no flatten: it would copy channels-last gradients; a 1-d tensor counts as one element
+        dims = tuple(range(1, relu_grad.dim())) if relu_grad.dim() > 1 else None
+        alive = torch.linalg.vector_norm(relu_grad, ord=math.inf, dim=dims) > 0
         if bool(alive.all()):  # the usual case: every element already has a gradient
             return relu_grad, None
         # gradient descent moves x by -grad: for x < 0, grad > 0 pushes it further down
-        pushing_out = ((tensor < 0) & (grad > 0)) | ((tensor > ctx.upper) & (grad < 0))
+        pushing_out = ((tensor < 0) & (grad > 0)) | ((tensor > upper) & (grad < 0))
         redirected = grad.masked_fill(pushing_out, 0.0)
         alive = alive.view(-1, *([1] * (grad.dim() - 1)))
         return torch.where(alive, relu_grad, redirected), None

@@ -355,3 +355,27 @@ def test_parallel_workers_stop_and_raise_cleanly(tiny_net):
                         progress=False)  # fmt: skip
     _assert_same_state(tiny_net, state)
     assert not [t for t in threading.enumerate() if t.name.startswith("lucid-units")]
+
+
+def _lucid_redirected_grad(x: torch.Tensor, grad: torch.Tensor, upper: float) -> torch.Tensor:
+    """Lucid's redirected_relu_grad / redirected_relu6_grad, written out plainly."""
+    blocked = (x < 0) | (x > upper)
+    relu_grad = torch.where(blocked, torch.zeros_like(grad), grad)
+    pushing = ((x < 0) & (grad > 0)) | ((x > upper) & (grad < 0))
+    redirected = torch.where(pushing, torch.zeros_like(grad), grad)
+    alive = relu_grad.flatten(1).norm(dim=1) > 0
+    return torch.where(alive.view(-1, 1, 1, 1), relu_grad, redirected)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.ReLU6()])
+def test_redirected_gradient_matches_lucids_formula(activation):
+    upper = 6.0 if isinstance(activation, nn.ReLU6) else float("inf")
+    x = torch.randn(3, 4, 5, 5) * 4
+    x[1] = -x[1].abs() - 0.1  # element 1: every unit dead
+    x[2, :, 0, 0] = 7.0  # above ReLU6's range
+    grad = torch.randn_like(x)
+    leaf = x.clone().requires_grad_(True)
+    model = nn.Sequential(activation)
+    with redirected_relu(model):
+        model(leaf).backward(grad)
+    torch.testing.assert_close(leaf.grad, _lucid_redirected_grad(x, grad, upper))
