@@ -134,6 +134,7 @@ export function unitExamples(model: AnyModel, bindings: Bindings): HTMLElement {
       waiting: "waiting for the worker…",
       running: `computing for ${info.layer ?? layer}${size}…`,
       done: `top and bottom ${info.k ?? ""} of ${info.size ?? "?"} images${info.skipped ? ` · ${info.skipped} unreadable` : ""}`,
+      stopped: `stopped after ${info.done ?? 0} images${size}; Resume continues`,
       error: `error: ${info.message ?? ""}`,
     };
     status.textContent = texts[state] ?? "";

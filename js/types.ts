@@ -86,9 +86,11 @@ export interface BlobEntry {
 
 /** widget_examples: state of the dataset-examples pass. */
 export interface ExamplesStatus {
-  state?: "idle" | "waiting" | "running" | "done" | "error";
+  state?: "idle" | "waiting" | "running" | "done" | "stopped" | "error";
   layer?: string;
   size?: number | null;
+  /** images seen when the pass was stopped (state "stopped") */
+  done?: number;
   k?: number;
   skipped?: number;
   complete?: boolean;

@@ -46,6 +46,7 @@ from lucid_widgets.examples_topk import Layout, PassState, candidates, start_sta
 from lucid_widgets.hooks import capture, frozen, model_device
 from lucid_widgets.preprocess import Preprocess, resolve
 from lucid_widgets.receptive_field import blank_input, model_dtype, receptive_field_boxes
+from lucid_widgets.render import StopSignal, _should_stop
 from lucid_widgets.sample import resolve_layers
 
 __all__ = ["ExamplesResult", "LayerExamples", "dataset_examples"]
@@ -122,6 +123,7 @@ def dataset_examples(
     resume: bool = True,
     thumbnail_size: int = 128,
     dataset_id: str | None = None,
+    stop: StopSignal = None,
 ) -> ExamplesResult:
     """Top-k and bottom-k dataset images of every unit of ``layers``, in one pass.
 
@@ -157,13 +159,17 @@ def dataset_examples(
         A name that identifies the dataset's content, used for the cache key instead of hashing
         it (required for caching a one-shot iterator; saves a hashing pass over a generic
         dataset).
+    stop
+        An Event or a callable, checked before each batch: when set, the pass ends early with
+        an incomplete result (saved, so the same call resumes it), as Ctrl-C does.
 
     Returns
     -------
     ExamplesResult
         ``result[layer].values_top (U, k)``, ``indices_top``, ``positions_top (U, k, 2)`` and
         the same for ``bottom``; ``image()``, ``crop()``, ``box()``. ``result.complete`` is
-        False when interrupted with Ctrl-C; call again with the same arguments to resume.
+        False when interrupted with Ctrl-C or ``stop``; call again with the same arguments to
+        resume.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
@@ -180,7 +186,7 @@ def dataset_examples(
     if cached is not None and cached.complete:
         return cached
     return _Pass(model, source, names, k, pre, root, key, cached, thumbnail_size).run(
-        batch_size, progress
+        batch_size, progress, stop
     )
 
 
@@ -272,7 +278,7 @@ class _Pass:
         acts = run(self.pre(images))
         self.state = _update(self.state, acts, self.layout, batch, images, self.k, self.thumb)
 
-    def run(self, batch_size: int | None, progress: bool) -> ExamplesResult:
+    def run(self, batch_size: int | None, progress: bool, stop: StopSignal) -> ExamplesResult:
         batch_size = self._setup(batch_size)
         complete, last_save = False, time.monotonic()
         bar = tqdm(
@@ -286,12 +292,15 @@ class _Pass:
             hooked = capture(self.model, self.paths)
             with closing(batches), frozen(self.model), torch.no_grad(), hooked as run:
                 for batch in batches:
+                    if _should_stop(stop):
+                        break
                     self._step(run, batch)
                     bar.update(batch.next_index - bar.n)
                     if time.monotonic() - last_save > _CHECKPOINT_SECONDS:
                         save_quietly(self.result(complete=False), self.root)
                         last_save = time.monotonic()
-            complete = True
+                else:
+                    complete = True
         except KeyboardInterrupt:
             resume = " Call dataset_examples again with the same arguments to resume."
             warnings.warn(

@@ -115,7 +115,7 @@ class ExamplesMixin(LivePreview):
         try:
             result = dataset_examples(
                 self._model, self._dataset, layers=[layer], k=self.examples_k, progress=False,
-                **self._dataset_options,
+                stop=self._worker.interrupt, **self._dataset_options,
             )  # fmt: skip
         except Exception as error:  # noqa: BLE001 (shown in the widget)
             message = f"{type(error).__name__}: {error}"
@@ -125,6 +125,10 @@ class ExamplesMixin(LivePreview):
             )  # fmt: skip
             return
         if generation != self._dataset_generation:
+            return
+        if not result.complete:  # Stop pressed: kept on disk; opening the layer again resumes
+            status = {"state": "stopped", "layer": layer, "size": size, "done": result.num_images}
+            self._publish(examples_status=status)
             return
         self._examples[layer] = result
         if layer == self.layer:

@@ -291,8 +291,11 @@ class Microscope(SampleMixin):
             self.open_unit(change["new"])
 
     def start(self) -> None:
-        """Resume what :meth:`stop` halted: the live run (or a new one) and the grid."""
+        """Resume what :meth:`stop` halted: the live run (or a new one), the grid and a stopped
+        dataset-examples pass (from its checkpoint)."""
         self._worker.submit("grid_resume")
+        if self.examples_status.get("state") == "stopped":
+            self._request_examples()
         if self.objective.strip():
             super().start()
 

@@ -78,6 +78,9 @@ class Worker:
         self.preview: PreviewJob | None = None
         self.grid: GridJob | None = None
         self.latest: Any = None  # latest preview image, (B, C, H, W) tensor in [0, 1]
+        # set by stop() / close() from any thread: a long call (a dataset pass) checks it and
+        # ends early; cleared when the queued "stop" is applied (calls queued later run)
+        self.interrupt = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="lucid-widget-worker", daemon=True)
         self.thread.start()
 
@@ -89,11 +92,13 @@ class Worker:
         self.commands.put((command, args))
 
     def stop(self) -> None:
-        """Halt the preview and the grid after the step in progress."""
+        """Halt the preview and the grid after the step in progress, and any running call."""
+        self.interrupt.set()
         self.submit("stop")
 
     def close(self, timeout: float | None = 10.0) -> None:
         """End the thread (closing every run, which restores the model) and wait for it."""
+        self.interrupt.set()
         self.submit("close")
         if threading.current_thread() is not self.thread:
             self.thread.join(timeout)
@@ -164,6 +169,7 @@ class Worker:
         return False
 
     def _on_stop(self) -> None:
+        self.interrupt.clear()
         if self.preview is not None and self.preview.active:
             self._finish_preview("paused")
         if self.grid is not None and self.grid.active:

@@ -312,6 +312,26 @@ def test_interrupt_and_resume_from_dataset_iterator(tmp_path):
     assert_same(resumed, reference)
 
 
+def test_stop_ends_the_pass_and_the_same_call_resumes(tmp_path):
+    model, images = make_model(), make_images(30)
+    reference = dataset_examples(
+        model, images, LAYERS, k=3, batch_size=4, cache_dir=False, progress=False
+    )
+    checks = []
+
+    def stop() -> bool:  # asked before each batch: let three batches through
+        checks.append(1)
+        return len(checks) > 3
+
+    options = {"k": 3, "batch_size": 4, "cache_dir": tmp_path, "progress": False}
+    partial = dataset_examples(model, images, LAYERS, stop=stop, **options)
+    assert not partial.complete and partial.num_images == 12
+    counter = ForwardCounter(model)
+    resumed = dataset_examples(model, images, LAYERS, **options)
+    assert resumed.complete and counter.images == 1 + 30 - 12
+    assert_same(resumed, reference)
+
+
 def test_interrupt_during_forward_and_resume_on_folder(tmp_path):
     write_folder(tmp_path / "data")
     model = make_model()

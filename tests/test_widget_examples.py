@@ -8,6 +8,8 @@ dataset made here; the per-unit view tests swap the preview runs for the fake en
 from __future__ import annotations
 
 import io
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -54,6 +56,43 @@ def _microscope(net, close_widgets, **kwargs) -> Microscope:
     widget = Microscope(net, page_size=4, grid_settings=GRID, settings={"size": 16}, **kwargs)
     close_widgets.append(widget)
     return widget
+
+
+class SlowImages:
+    """A dataset whose images after the fourth wait for ``release`` (a pass to stop midway)."""
+
+    def __init__(self, images: torch.Tensor, count: int):
+        self.images, self.count = images, count
+        self.release = threading.Event()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index >= 4:
+            self.release.wait(TIMEOUT)
+        return self.images[index % len(self.images)]
+
+
+def test_stop_ends_a_dataset_pass_and_resume_continues_it(
+    recording_comm, small_net, images, tmp_path, close_widgets
+):
+    widget = _microscope(small_net, close_widgets, layer="late")
+    widget.stop()
+    dataset = SlowImages(images, 40)
+    widget.set_dataset(dataset, k=3, cache_dir=tmp_path, batch_size=2, dataset_id="slow")
+    deadline = time.monotonic() + TIMEOUT
+    while widget.examples_status.get("state") != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    widget.stop()  # the pass waits on the loader: Stop is seen at the next batch
+    dataset.release.set()
+    assert widget.wait(TIMEOUT)
+    status = widget.examples_status
+    assert status["state"] == "stopped" and status["done"] < 40, status
+    assert widget.examples is None
+    widget.start()  # resumes from the checkpoint on disk
+    assert widget.wait(TIMEOUT)
+    assert widget.examples_status["state"] == "done" and widget.examples.num_images == 40
 
 
 def test_set_dataset_fills_the_examples_traits(
@@ -252,6 +291,7 @@ def test_static_export_contains_examples_and_sample(small_net, images, close_wid
     widget = _microscope(small_net, close_widgets, layer="late", sample=np.full((24, 24, 3), 0.3))
     widget.set_dataset(images, k=2, cache_dir=False)
     widget.unit = 1
+    assert widget.wait(TIMEOUT)  # (Stop would also end the dataset pass)
     widget.stop()
     assert widget.wait(TIMEOUT)
     values, buffers = widget_state(widget)
