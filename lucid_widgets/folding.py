@@ -184,10 +184,13 @@ def _dry_run_pairs(model: nn.Module, network_input: torch.Tensor):
     return pairs, raw
 
 
-def _shadow(model: nn.Module, pairs: dict[str, str]) -> tuple[nn.Module, list[str]]:
+def _shadow(
+    model: nn.Module, pairs: dict[str, str], image_convs: bool
+) -> tuple[nn.Module, list[str]]:
     """A copy of the module tree sharing every tensor, with ``pairs`` folded.
 
-    Also returns the paths of the convolutions given the faster image gradient.
+    With ``image_convs``, qualifying convolutions get the faster image gradient; also returns
+    their paths.
     """
     memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
     shadow = copy.deepcopy(model, memo)
@@ -203,7 +206,7 @@ def _shadow(model: nn.Module, pairs: dict[str, str]) -> tuple[nn.Module, list[st
         conv.weight = nn.Parameter(weight, requires_grad=False)
         conv.bias = nn.Parameter(bias, requires_grad=False)
         _replace(shadow, norm_path, nn.Identity())
-    return shadow, image_conv.install(shadow)
+    return shadow, image_conv.install(shadow) if image_convs else []
 
 
 def _replace(root: nn.Module, path: str, module: nn.Module) -> None:
@@ -256,13 +259,15 @@ def _agrees(model: nn.Module, shadow: nn.Module, network_input: torch.Tensor, pa
 
 
 def _build(model: nn.Module, network_input: torch.Tensor) -> FoldedNetwork | None:
-    convs = any(image_conv.qualifies(module) for module in model.modules())
+    # the stride-1 image gradient is a CPU (oneDNN) remedy; cuDNN's own is fast
+    on_cpu = all(tensor.device.type == "cpu" for tensor in model.parameters())
+    convs = on_cpu and any(image_conv.qualifies(module) for module in model.modules())
     if not convs and not any(_foldable_norm(module) for module in model.modules()):
         return None  # nothing to gain: no dry run
     pairs, raw = _dry_run_pairs(model, network_input)
     if not pairs and not convs:
         return None
-    shadow, convs = _shadow(model, pairs)
+    shadow, image_convs = _shadow(model, pairs, convs)
     if not _agrees(model, shadow, network_input, pairs.values()):
         return None
     return FoldedNetwork(
@@ -270,7 +275,7 @@ def _build(model: nn.Module, network_input: torch.Tensor) -> FoldedNetwork | Non
         pairs=pairs,
         raw_layers=raw,
         signature=_signature(model),
-        image_convs=convs,
+        image_convs=image_convs,
         modules=dict(shadow.named_modules()),
     )
 

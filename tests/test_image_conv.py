@@ -16,6 +16,7 @@ CASES = [  # in, out, kernel (h, w), stride (h, w), padding before (top, left), 
     (1, 5, (11, 11), (4, 4), (2, 2), (47, 47)),  # AlexNet-like stride 4
     (3, 4, (3, 5), (2, 3), (1, 2), (31, 37)),  # unequal strides and kernels
     (2, 4, (1, 1), (2, 2), (0, 0), (10, 11)),  # kernel smaller than the stride
+    (3, 6, (4, 4), (4, 4), (0, 0), (16, 16)),  # a ViT-style patch embedding: kernel = stride
 ]
 
 
