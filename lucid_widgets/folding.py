@@ -129,6 +129,22 @@ def _signature(model: nn.Module) -> tuple:
     return tuple(tree)
 
 
+def _one_pass(network: nn.Module, network_input: torch.Tensor, handles: list) -> tuple:
+    """One no-grad forward pass; remove ``handles`` after it. ``(finished, output)``.
+
+    A pass that raises (a head that needs another input size, say) is judged by what it
+    reached before.
+    """
+    try:
+        with torch.no_grad():
+            return True, network(network_input)
+    except Exception:  # noqa: BLE001
+        return False, None
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _dry_run_pairs(model: nn.Module, network_input: torch.Tensor):
     """Run ``model`` once; return ``(pairs, raw_layers)`` as seen by hooks on every module."""
     thread = threading.get_ident()
@@ -162,14 +178,7 @@ def _dry_run_pairs(model: nn.Module, network_input: torch.Tensor):
     for path, module in model.named_modules():
         if path:
             watch(path, module)
-    try:
-        with torch.no_grad():
-            model(network_input)
-    except Exception:  # noqa: BLE001 (e.g. a head that needs another input size: fold what ran)
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    _one_pass(model, network_input, handles)
     pairs: dict[str, str] = {}
     for norm_path, tensor in norm_inputs.items():
         entry = conv_outputs.get(id(tensor))
@@ -229,14 +238,9 @@ def _record(network: nn.Module, network_input: torch.Tensor, paths: Iterable[str
                 outputs.setdefault(path, first_tensor(output))
 
         handles.append(modules[path].register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            outputs[""] = first_tensor(network(network_input))
-    except Exception:  # noqa: BLE001 (compared by what was reached)
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    finished, output = _one_pass(network, network_input, handles)
+    if finished:
+        outputs[""] = first_tensor(output)
     return outputs
 
 
