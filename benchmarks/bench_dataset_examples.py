@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lucid_widgets.dataset_examples import dataset_examples  # noqa: E402
-from lucid_widgets.preprocess import resolve  # noqa: E402
-from lucid_widgets.sample import default_layers  # noqa: E402
+from lucid_widgets.dataset.examples import dataset_examples  # noqa: E402
+from lucid_widgets.optvis.preprocess import resolve  # noqa: E402
+from lucid_widgets.dataset.sample import default_layers  # noqa: E402
 
 
 def load_model(device: torch.device) -> tuple[torch.nn.Module, str]:
@@ -48,7 +48,7 @@ def make_images(count: int, size: tuple[int, int], seed: int = 0) -> torch.Tenso
     """``(count, H, W, 3)`` uint8: photo crops and generated patterns."""
     import skimage.data
 
-    from lucid_widgets.datasets import load_image
+    from lucid_widgets.dataset.sources import load_image
 
     photos = [
         getattr(skimage.data, name)()

@@ -56,9 +56,9 @@ from common import (  # noqa: E402
 )
 
 import lucid_widgets as lw  # noqa: E402
-from lucid_widgets import transforms as lw_transforms  # noqa: E402
-from lucid_widgets.hooks import frozen  # noqa: E402
-from lucid_widgets.preprocess import resolve as resolve_preprocess  # noqa: E402
+from lucid_widgets.optvis import transforms as lw_transforms  # noqa: E402
+from lucid_widgets.optvis.hooks import frozen  # noqa: E402
+from lucid_widgets.optvis.preprocess import resolve as resolve_preprocess  # noqa: E402
 
 SIZE = 224  # Lucent upsamples anything smaller to 224: render at 224 so that neither side resizes
 UNIT = 0
@@ -74,7 +74,7 @@ Remaining differences between the sides (same model, objective, param, transform
   scale <= 1); ours zooms about the centre and keeps 248 px. Lucent's jitter draws shifts in
   [0, d), ours in [-d, d].
 - Lucent uses its own param.image(224) (same FFT / decorrelation / sigmoid formulas, irfftn with
-  norm='ortho'); we use lucid_widgets.param.image(224). Lucent normalizes with torchvision's
+  norm='ortho'); we use lucid_widgets.optvis.param.image(224). Lucent normalizes with torchvision's
   Normalize per image; we use the model's Preprocess (ImageNet statistics for both models here).
 - Lucent runs as its users run it: weights keep requires_grad, so its backward also computes
   every weight's gradient (freezing them is one of our design choices). --lucent-frozen

@@ -29,7 +29,7 @@ def _timed(function, *args, **kwargs):
 def check_classify(model) -> None:
     from skimage import data
 
-    from lucid_widgets.zoo.images import prepare_image
+    from lucid_widgets.dataset.prepare import prepare_image
 
     for photo, expected in ((data.chelsea(), "Egyptian cat"), (data.coffee(), "espresso")):
         batch = prepare_image(photo, model.lucid_preprocess).to("cuda")

@@ -11,14 +11,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import objectives, param, transforms
-from .dataset_examples import dataset_examples  # eager: the submodule shares the function's name
-from .display import grid, save, show
-from .hooks import LayerNotFoundError, LayerNotReachedError
-from .objective_base import Objective
-from .preprocess import IMAGENET, Preprocess
-from .render import Optimization, Step, optimize, render_vis
-from .units import iter_units, render_units
+from lucid_widgets.api import render_vis
+from lucid_widgets.dataset import dataset_examples
+from lucid_widgets.display import grid, save, show
+from lucid_widgets.optvis import (
+    IMAGENET,
+    LayerNotFoundError,
+    LayerNotReachedError,
+    Objective,
+    Optimization,
+    Preprocess,
+    Step,
+    iter_units,
+    objectives,
+    optimize,
+    param,
+    render_units,
+    transforms,
+)
 
 __version__ = "0.1.0"
 
@@ -52,7 +62,7 @@ _LAZY = {
     "Microscope": ("lucid_widgets.widget", "Microscope"),
     "LivePreview": ("lucid_widgets.widget", "LivePreview"),
     "zoo": ("lucid_widgets.zoo", None),
-    "sample_view": ("lucid_widgets.sample", "sample_view"),
+    "sample_view": ("lucid_widgets.dataset", "sample_view"),
 }
 
 

@@ -28,7 +28,7 @@ def _load_model(spec: str, weights: str | None, pretrained: bool, device: str | 
         factory = getattr(importlib.import_module(module_name), attribute)
         model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
         return model.to(device) if device else model
-    from . import zoo
+    from lucid_widgets import zoo
 
     return zoo.load(spec, pretrained=pretrained, weights=weights, device=device)
 
@@ -43,7 +43,7 @@ def _parse_units(text: str) -> list[int]:
 
 
 def _render_options(args: argparse.Namespace) -> dict:
-    from . import param, transforms
+    from lucid_widgets.optvis import param, transforms
 
     def param_f():
         return param.image(
@@ -101,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _objective(model: nn.Module, text: str):
     """Parse ``text`` with the objective grammar (never ``eval``), checking its layers."""
-    from .expression import compile_objective
-    from .hooks import layer_names, resolve_layer
+    from lucid_widgets.expression.compiler import compile_objective
+    from lucid_widgets.optvis.hooks import layer_names, resolve_layer
 
     known = dict.fromkeys(layer_names(model))  # name -> unit count (unknown here)
     return compile_objective(
@@ -111,7 +111,8 @@ def _objective(model: nn.Module, text: str):
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import display, render, units, zoo
+    from lucid_widgets import display, zoo
+    from lucid_widgets.optvis import render, units
 
     if args.command == "models":
         print(zoo.available())

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import lucid_widgets as lw
-from lucid_widgets.hooks import capture
-from lucid_widgets.objective_base import Activations
+from lucid_widgets.optvis.hooks import capture
+from lucid_widgets.optvis.objective_base import Activations
 
 
 @pytest.fixture(scope="module")

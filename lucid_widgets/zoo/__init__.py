@@ -18,11 +18,7 @@ from lucid_widgets.zoo.registry import (
     load,
     model_names,
 )
-from lucid_widgets.zoo.weights import (
-    OFFLINE_ENV,
-    WeightsMismatchError,
-    WeightsUnavailableError,
-)
+from lucid_widgets.zoo.weights import OFFLINE_ENV, WeightsMismatchError, WeightsUnavailableError
 
 __all__ = [
     "OFFLINE_ENV",

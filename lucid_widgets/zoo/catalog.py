@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lucid_widgets.hooks import first_tensor, internal_hook, model_device
-from lucid_widgets.preprocess import resolve
+from lucid_widgets.optvis.hooks import first_tensor, internal_hook, model_device
+from lucid_widgets.optvis.preprocess import resolve
 
 __all__ = ["LayerInfo", "layer_table", "layers"]
 

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lucid_widgets.image_conv import conv2d_padded
-from lucid_widgets.preprocess import Preprocess
+from lucid_widgets.optvis.fast.image_conv import conv2d_padded
+from lucid_widgets.optvis.preprocess import Preprocess
 from lucid_widgets.zoo.labels import imagenet_labels
 from lucid_widgets.zoo.weights import (
     WeightsUnavailableError,

@@ -209,7 +209,7 @@ BROWSE_LAYERS = ("conv2d0", "conv2d1", "conv2d2", *(spec.name for spec in BLOCKS
 
 def inceptionv1_preprocess():  # -> Preprocess
     """Lucid's input convention: ``[0, 1]`` -> ``[0, 255]``, minus 117, 224 x 224 RGB."""
-    from lucid_widgets.preprocess import Preprocess
+    from lucid_widgets.optvis.preprocess import Preprocess
 
     return Preprocess(
         mean=(INPUT_MEAN,) * 3,

@@ -210,7 +210,7 @@ def default_aliases(name: str, model: nn.Module) -> dict[str, str]:
 
 
 def _preprocess(weights_member: Enum):  # -> Preprocess
-    from lucid_widgets.preprocess import Preprocess
+    from lucid_widgets.optvis.preprocess import Preprocess
 
     transforms = weights_member.transforms()
     crop = int(transforms.crop_size[0])

@@ -1,0 +1,450 @@
+"""Feature visualization: a steppable :class:`Optimization`, ``optimize`` and ``render_vis``.
+
+One step: ``image_f()`` -> transforms -> the model's preprocessing -> a forward pass that hooks
+only the layers the objective reads and stops after the last of them -> ``loss = -objective`` ->
+backward into the image parameters only (the model's weights are frozen for the run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from lucid_widgets.optvis import transforms as transforms_module
+from lucid_widgets.optvis.fast.cpu_allocator import tune_cpu_allocator
+from lucid_widgets.optvis.fast.folding import folded_network
+from lucid_widgets.optvis.fast.sparse_backward import skip_zero_branches
+from lucid_widgets.optvis.hooks import RESERVED_LAYERS, capture, frozen, model_device, resolve_layer
+from lucid_widgets.optvis.objective_base import Activations, Objective, as_objective
+from lucid_widgets.optvis.param import image as default_image
+from lucid_widgets.optvis.preprocess import Preprocess, resolve
+from lucid_widgets.optvis.redirected_relu import redirected_relu
+
+__all__ = [
+    "RESERVED_LAYERS",
+    "Optimization",
+    "Step",
+    "build_transform",
+    "check_steps",
+    "check_thresholds",
+    "optimize",
+    "render_vis",
+    "should_stop",
+    "to_numpy",
+]
+
+ParamFn = Callable[[], tuple[list[torch.Tensor], Callable[[], torch.Tensor]]]
+OptimizerFn = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+StopSignal = threading.Event | Callable[[], bool] | None
+
+
+@dataclass
+class Step:
+    """One optimization step.
+
+    Attributes
+    ----------
+    step
+        1-based count of optimizer steps taken.
+    loss
+        The minimized value, ``-objective``.
+    image
+        The image this step evaluated, ``(B, C, H, W)`` in ``[0, 1]``, detached.
+    objective
+        The name of the objective in force at this step.
+    """
+
+    step: int
+    loss: float
+    image: torch.Tensor
+    objective: str
+
+
+def _default_param() -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
+    return default_image(128)
+
+
+def _check_objective_layers(model: nn.Module, objective: Objective) -> None:
+    for layer in objective.layers:
+        resolve_layer(model, layer)  # raises with the closest names
+
+
+def build_transform(transforms: Sequence[Callable] | Callable | None) -> Callable:
+    """One ``transform(image, generator)`` from a list, a callable, or ``None`` (the standard)."""
+    if transforms is None:
+        transforms = transforms_module.standard_transforms
+    if callable(transforms) and not isinstance(transforms, (list, tuple)):
+        transforms = [transforms]
+    if len(transforms) == 0:
+        return lambda image, generator: image
+    return transforms_module.compose(list(transforms))
+
+
+class Optimization:
+    """A feature-visualization run that advances one step at a time.
+
+    The objective and the transforms may be replaced between steps (the widget's live editor
+    does this); the image parameters and the optimizer state carry on.
+
+    Parameters
+    ----------
+    model
+        Any ``nn.Module``; it is put in eval mode with frozen weights until :meth:`close`.
+    objective
+        An :class:`~lucid_widgets.optvis.objectives.Objective`, a ``"layer:unit"`` string or a callable.
+    param_f
+        Zero-argument callable returning ``(params, image_f)``; default ``param.image(128)``.
+    optimizer
+        ``optimizer(params) -> torch.optim.Optimizer``; default Adam with lr 0.05 (Lucid).
+    transforms
+        A list of transforms (default ``transforms.standard_transforms``), ``[]`` for none.
+    seed
+        Seeds the parameter initialisation and every random transform: same seed, same pixels.
+    preprocess
+        Overrides the model's preprocessing (see :mod:`lucid_widgets.optvis.preprocess`).
+    redirected_relu_steps
+        Steps during which ReLUs pass Lucid's redirected gradient (0 turns it off).
+    channels_last
+        Feed the network channels-last tensors (default: on CPU). A model that cannot take
+        them (a ``.view`` on a feature map) is detected at the first step and fed contiguous
+        tensors instead.
+    fold_batchnorm
+        Run a copy of the model with each eval-mode batch norm folded into the convolution
+        before it (see :mod:`lucid_widgets.optvis.fast.folding`); same math, less work per step. The model
+        itself is never changed, and objectives that read a raw convolution output run it.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective | str | Callable,
+        param_f: ParamFn | None = None,
+        optimizer: OptimizerFn | None = None,
+        transforms: Sequence[Callable] | Callable | None = None,
+        seed: int | None = None,
+        preprocess: Preprocess | None = None,
+        redirected_relu_steps: int = 16,
+        channels_last: bool | None = None,
+        fold_batchnorm: bool = True,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        self.model = model
+        self.device = model_device(model)
+        self.preprocess = resolve(model, preprocess)
+        self.labels = getattr(model, "lucid_labels", None)
+        self.objective = objective
+        self.transforms = transforms
+        self.redirected_relu_steps = int(redirected_relu_steps)
+        # oneDNN's channels-last convolutions are much faster on CPU; the math is the same
+        self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
+        if self.device.type == "cpu":
+            tune_cpu_allocator()  # freed activations stay for the next step (see cpu_allocator)
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+        self.params, self._image_f = self._init_params(param_f or _default_param, seed)
+        self.optimizer = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.05)))(self.params)
+        self.step_count = 0
+        self._modules = dict(model.named_modules())
+        self.fold_batchnorm = fold_batchnorm
+        self._folded: object = None  # FoldedNetwork | None once looked up
+        self._network_for_objective: tuple = (None, model, self._modules)
+        self._freeze = frozen(model)
+        self._freeze.__enter__()
+        self.closed = False
+
+    def _init_params(self, param_f: ParamFn, seed: int | None):
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with (
+            torch.random.fork_rng(devices=cuda, enabled=seed is not None),
+            torch.device(self.device),
+        ):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            params, image_f = param_f()
+        params = list(params)
+        if not params:
+            raise ValueError("param_f returned no parameters to optimize.")
+        return params, image_f
+
+    @property
+    def objective(self) -> Objective:
+        """The objective in force; assigning one takes effect at the next step."""
+        return self._objective
+
+    @objective.setter
+    def objective(self, value: Objective | str | Callable) -> None:
+        objective = as_objective(value)
+        _check_objective_layers(self.model, objective)
+        self._objective = objective
+
+    @property
+    def transforms(self) -> Callable:
+        """The composed transform; assign a list (or ``[]``) to replace it."""
+        return self._transform
+
+    @transforms.setter
+    def transforms(self, value: Sequence[Callable] | Callable | None) -> None:
+        self._transform = build_transform(value)
+
+    @property
+    def network(self) -> nn.Module:
+        """The module the current objective runs: the model, or its folded shadow."""
+        return self._network_for_objective[1]
+
+    def image(self) -> torch.Tensor:
+        """The current image, ``(B, C, H, W)`` in ``[0, 1]``, detached."""
+        with torch.no_grad():
+            return self._image_f().detach()
+
+    def _network_input(self, image: torch.Tensor) -> torch.Tensor:
+        network_input = self._transform(image, self.generator)
+        if network_input.shape[1] == self.preprocess.channels + 1:  # alpha: random background
+            network_input = transforms_module.collapse_alpha_random()(network_input, self.generator)
+        return self.preprocess(network_input)
+
+    def _forward(self, run: Callable, network_input: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the hooked model, in channels-last layout when that is on and the model allows."""
+        if self.channels_last:
+            try:
+                return run(network_input.contiguous(memory_format=torch.channels_last))
+            except RuntimeError as error:  # e.g. a .view() that needs a contiguous tensor
+                if "view" not in str(error) and "stride" not in str(error):
+                    raise
+                self.channels_last = False
+        return run(network_input)
+
+    def _network(self, objective: Objective, network_input: torch.Tensor) -> tuple:
+        """``(module, its named_modules)`` to run: the folded shadow when it reads the same."""
+        if not self.fold_batchnorm:
+            return self.model, self._modules
+        if self._folded is None:
+            self._folded = folded_network(self.model, network_input.contiguous()) or False
+        cached_objective, network, modules = self._network_for_objective
+        if cached_objective is not objective:
+            network, modules = self.model, self._modules
+            paths = [resolve_layer(self.model, layer) for layer in objective.layers]
+            if self._folded and self._folded.can_read(paths):
+                network, modules = self._folded.network, self._folded.modules
+            self._network_for_objective = (objective, network, modules)
+        return network, modules
+
+    def _activations(self, objective: Objective, image: torch.Tensor, redirect: bool = False):
+        hooked = [layer for layer in objective.layers if layer != "input"]
+        values: dict[str, torch.Tensor] = {}
+        if hooked:
+            network_input = self._network_input(image)
+            network, modules = self._network(objective, network_input)
+            with (
+                redirected_relu(network, enabled=redirect),
+                capture(network, hooked, modules=modules) as run,
+            ):
+                values.update(self._forward(run, network_input))
+            for tensor in values.values():
+                skip_zero_branches(tensor)
+        if "input" in objective.layers:
+            values["input"] = image
+        return Activations(values, self.labels)
+
+    def step(self) -> Step:
+        """Take one optimizer step and report it."""
+        if self.closed:
+            raise RuntimeError("This Optimization is closed; start a new one.")
+        objective = self._objective
+        redirect = self.step_count < self.redirected_relu_steps
+        self.optimizer.zero_grad(set_to_none=True)
+        image = self._image_f()  # (B, C, H, W) in [0, 1]
+        value = objective(self._activations(objective, image, redirect))
+        if value.dim() != 0:
+            value = value.sum()
+        loss = -value
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"The objective {objective.name} became {-loss_value} at step "
+                f"{self.step_count + 1}; lower the learning rate or check the objective "
+                "(a division by a value near zero?)."
+            )
+        if not loss.requires_grad:
+            raise RuntimeError(
+                f"The objective {objective.name} does not depend on the image: it reads "
+                f"{sorted(objective.layers) or 'no layers'}; did it detach its tensors?"
+            )
+        loss.backward()
+        self.optimizer.step()
+        self.step_count += 1
+        return Step(self.step_count, loss_value, image.detach(), objective.name)
+
+    def close(self) -> None:
+        """Restore the model (training mode, ``requires_grad``); safe to call twice."""
+        if not self.closed:
+            self.closed = True
+            self._freeze.__exit__(None, None, None)
+
+    def __enter__(self) -> Optimization:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a dropped run must not leave the model frozen
+        with contextlib.suppress(Exception):  # interpreter shutdown
+            self.close()
+
+
+def should_stop(stop: StopSignal) -> bool:
+    if stop is None:
+        return False
+    if isinstance(stop, threading.Event):
+        return stop.is_set()
+    return bool(stop())
+
+
+def optimize(
+    model: nn.Module,
+    objective: Objective | str | Callable,
+    steps: int = 512,
+    stop: StopSignal = None,
+    **kwargs,
+) -> Iterator[Step]:
+    """Yield a :class:`Step` per optimizer step; the model is restored when the loop ends.
+
+    Takes the arguments of :class:`Optimization` plus ``steps`` and ``stop`` (an Event or a
+    callable checked before each step). Breaking out of the loop (or closing the generator)
+    restores the model too.
+
+    Examples
+    --------
+    >>> for step in optimize(model, "layer3:7", steps=64, seed=0):   # doctest: +SKIP
+    ...     print(step.step, step.loss)
+    """
+    check_steps(steps)
+    with Optimization(model, objective, **kwargs) as run:
+        for _ in range(steps):
+            if should_stop(stop):
+                return
+            yield run.step()
+
+
+def check_steps(steps: int) -> None:
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+
+
+def check_thresholds(thresholds: Iterable[int]) -> tuple[int, ...]:
+    try:
+        values = tuple(int(t) for t in thresholds)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"thresholds must be positive step counts like (64, 256), got {thresholds!r}."
+        ) from None
+    if not values or any(t < 1 for t in values) or list(values) != sorted(set(values)):
+        raise ValueError(
+            f"thresholds must be positive, increasing step counts like (64, 256), got {values}."
+        )
+    return values
+
+
+def to_numpy(image: torch.Tensor) -> np.ndarray:
+    """``(B, C, H, W)`` tensor in [0, 1] -> ``(B, H, W, C)`` float32 numpy array."""
+    return image.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def render_vis(
+    model: nn.Module,
+    objective: Objective | str | Callable,
+    param_f: ParamFn | None = None,
+    optimizer: OptimizerFn | None = None,
+    transforms: Sequence[Callable] | Callable | None = None,
+    thresholds: Sequence[int] = (512,),
+    seed: int | None = None,
+    progress: bool = True,
+    preprocess: Preprocess | None = None,
+    callback: Callable[[Step], object] | None = None,
+    redirected_relu_steps: int = 16,
+    stop: StopSignal = None,
+    fold_batchnorm: bool = True,
+) -> list[np.ndarray]:
+    """Render a feature visualization; return one ``(B, H, W, C)`` array per threshold.
+
+    Parameters
+    ----------
+    model, objective, param_f, optimizer, transforms, seed, preprocess, redirected_relu_steps
+    fold_batchnorm
+        As :class:`Optimization`.
+    thresholds
+        Step counts at which to record the image (Lucid's default ``(512,)``).
+    progress
+        Show a tqdm progress bar with the loss.
+    callback
+        Called with every :class:`Step`.
+    stop
+        An Event or a callable; when set, the render ends early and returns what it has.
+
+    Returns
+    -------
+    list of numpy arrays
+        ``(B, H, W, C)`` float32 in ``[0, 1]``, one per threshold reached. Ctrl-C (or ``stop``)
+        ends the render early with the thresholds reached so far plus the current image.
+
+    Examples
+    --------
+    >>> images = render_vis(model, "layer3:7", thresholds=(64,), seed=0)   # doctest: +SKIP
+    """
+    thresholds = check_thresholds(thresholds)
+    options = dict(
+        param_f=param_f, optimizer=optimizer, transforms=transforms, seed=seed,
+        preprocess=preprocess, redirected_relu_steps=redirected_relu_steps,
+        fold_batchnorm=fold_batchnorm,
+    )  # fmt: skip
+    images: list[np.ndarray] = []
+    with Optimization(model, objective, **options) as run:
+        bar = _progress_bar(thresholds[-1], run.objective.name, progress)
+        try:
+            while run.step_count < thresholds[-1] and not should_stop(stop):
+                step = run.step()
+                bar.update(1)
+                if bar.total and (step.step % 8 == 0 or step.step == thresholds[-1]):
+                    bar.set_postfix(loss=f"{step.loss:.4g}", refresh=False)
+                if callback is not None:
+                    callback(step)
+                if step.step in thresholds:
+                    images.append(to_numpy(run.image()))
+        except KeyboardInterrupt:
+            print(f"Interrupted at step {run.step_count}; returning the images so far.")
+        finally:
+            bar.close()
+        if run.step_count not in thresholds and run.step_count > 0:
+            images.append(to_numpy(run.image()))
+    return images
+
+
+class _NoBar:
+    total = 0
+
+    def update(self, count: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, description: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description[:60], leave=False)

@@ -1,0 +1,320 @@
+"""The :class:`Microscope` widget: layer browser + unit grid + live unit detail (with its
+per-unit views and dataset examples) + a sample image through the network."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+import numpy as np
+import traitlets
+from torch import nn
+
+from lucid_widgets.widget import engine
+from lucid_widgets.widget.jobs import GridRequest, PreviewRequest
+from lucid_widgets.widget.sample import SampleMixin, decode_upload
+from lucid_widgets.widget.traits import binary_trait
+from lucid_widgets.widget.views import UNIT_VIEWS, build_view, run_config, view_for_grid
+
+__all__ = ["Microscope"]
+
+
+class Microscope(SampleMixin):
+    """OpenAI Microscope for any PyTorch model, inside a notebook cell.
+
+    Pick a layer to see one feature visualization per unit (rendered in batches, streamed in
+    page by page and cached); click a unit for a live optimization whose objective you can edit
+    while it runs; shift-click thumbnails to add units to the objective. With a dataset
+    (:meth:`set_dataset`) the unit detail shows the unit's top and bottom dataset examples and the
+    grid can show each unit's top example; with a sample image (``w.sample = image`` or an upload
+    in the widget) the Sample panel shows the predictions and the units it excites most. The unit
+    detail's views: channel, neuron, negative, diversity (four distinct images), and DeepDream
+    or caricature of the sample image.
+
+    Parameters
+    ----------
+    model
+        Any ``nn.Module``; zoo models (``lw.zoo.load``) have readable layer aliases.
+    layer
+        Layer to open at once (dotted path or alias); ``None`` shows only the layer list.
+    settings
+        Live preview settings (see :class:`LivePreview`).
+    grid_settings
+        Thumbnail settings: size, steps, param, decorrelate, transforms, batch_size, seed.
+    page_size
+        Units per grid page (rendered on demand).
+    dataset, examples_k
+        Dataset whose top and bottom ``examples_k`` images per unit are shown (see
+        :meth:`set_dataset`); computed in the widget's worker.
+    sample
+        A sample image (path, PIL image, array, tensor) to run through the network.
+
+    Examples
+    --------
+    >>> w = Microscope(lw.zoo.load("inceptionv1"), layer="mixed4a")   # doctest: +SKIP
+    >>> w.unit = 476              # opens the unit and starts its live optimization
+    >>> w.objective = "mixed4a:476 - 0.5 * mixed4a:465"
+    >>> w.stop(); w.images.shape  # (1, 128, 128, 3)
+    >>> w.set_dataset(images, k=9)  # top / bottom examples of each unit, in the unit detail
+    >>> w.sample = "cat.jpg"        # predictions and the units the photo excites most
+    >>> w.unit_view = "caricature"  # feature inversion of the sample at the open unit's layer
+    """
+
+    mode = traitlets.Unicode("microscope").tag(sync=True)
+    layer = traitlets.Unicode("").tag(sync=True)
+    unit = traitlets.Int(-1).tag(sync=True)
+    grid_kind = traitlets.Unicode("channel").tag(sync=True)
+    grid_negative = traitlets.Bool(False).tag(sync=True)
+    grid_settings = traitlets.Dict().tag(sync=True)
+    page = traitlets.Int(0).tag(sync=True)
+    page_size = traitlets.Int(64).tag(sync=True)
+    grid_blob = binary_trait()
+    grid_index = traitlets.List(traitlets.Dict()).tag(sync=True)
+    grid_progress = traitlets.Dict().tag(sync=True)
+    unit_view = traitlets.Unicode("channel").tag(sync=True)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | None = None,
+        *,
+        settings: dict | None = None,
+        grid_settings: dict | None = None,
+        page_size: int = 64,
+        dataset: Any = None,
+        examples_k: int = 9,
+        sample: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self._grid_config = engine.GridConfig.from_dict(grid_settings)
+        self._opening = False
+        self._syncing_view = False
+        self._init_examples()
+        self._init_sample()
+        kwargs.setdefault("grid_settings", self._grid_config.to_dict())
+        kwargs.setdefault("page_size", int(page_size))
+        super().__init__(model, None, settings=settings, **kwargs)
+        self._rows: dict[str, dict] = {}
+        for row in self.layers:
+            self._rows.setdefault(row["name"], row)
+            if row.get("alias"):
+                self._rows.setdefault(row["alias"], row)
+        if layer:
+            self.layer = layer
+        if dataset is not None:
+            self.set_dataset(dataset, k=examples_k)
+        if sample is not None:
+            self.set_sample(sample)
+
+    def _catalog(self, model: nn.Module) -> list[dict]:
+        return engine.catalog(model)  # the layer browser needs it: errors propagate
+
+    # ---- layer and grid ---------------------------------------------------------------------
+    def _row(self, layer: str) -> dict:
+        row = self._rows.get(layer)
+        if row is None:
+            close = difflib.get_close_matches(layer, list(self._rows), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise traitlets.TraitError(f"unknown layer {layer!r}{hint}")
+        return row
+
+    @traitlets.validate("layer")
+    def _valid_layer(self, proposal: dict) -> str:
+        return self._row(proposal["value"])["name"] if proposal["value"] else ""
+
+    @traitlets.validate("page_size")
+    def _valid_page_size(self, proposal: dict) -> int:
+        if not 1 <= proposal["value"] <= 1024:
+            raise traitlets.TraitError(f"page_size must be 1..1024, got {proposal['value']}")
+        return proposal["value"]
+
+    @traitlets.validate("grid_kind")
+    def _valid_kind(self, proposal: dict) -> str:
+        if proposal["value"] not in ("channel", "neuron"):
+            raise traitlets.TraitError(
+                f"grid_kind must be 'channel' or 'neuron', got {proposal['value']!r}"
+            )
+        return proposal["value"]
+
+    @traitlets.observe("layer")
+    def _on_layer(self, change: dict) -> None:
+        if self.page != 0:
+            self.page = 0  # its observer requests the grid
+        else:
+            self._request_grid()
+            self._publish_grid_examples()
+        self._request_examples()
+        self._request_sample()
+
+    @traitlets.observe("page", "page_size", "grid_kind", "grid_negative")
+    def _on_grid_view(self, change: dict) -> None:
+        self._request_grid()
+        if change["name"] in ("page", "page_size"):
+            self._publish_grid_examples()
+        else:  # the unit detail's view follows the grid's channel / neuron / negative toggles
+            view = view_for_grid(self.unit_view, self.grid_kind, self.grid_negative)
+            self._syncing_view = True
+            try:
+                self.unit_view = view
+            finally:
+                self._syncing_view = False
+
+    @traitlets.observe("grid_progress")
+    def _on_grid_progress(self, change: dict) -> None:
+        if change["new"].get("state") == "done":
+            self._refresh_sample_thumbnails()
+
+    @traitlets.observe("grid_settings")
+    def _on_grid_settings(self, change: dict) -> None:
+        try:
+            config = engine.GridConfig.from_dict(change["new"])
+        except (ValueError, TypeError) as error:
+            self.message = f"grid settings: {error}"
+            self.grid_settings = self._grid_config.to_dict()
+            return
+        if config != self._grid_config:
+            self._grid_config = config
+            self._request_grid()
+
+    def _grid_key(self, layer: str, kind: str, negative: bool) -> tuple:
+        return (layer, engine.unit_kind(kind, negative), self._grid_config.cache_key())
+
+    def page_units(self) -> list[int]:
+        """Unit indices on the current page of the current layer."""
+        if not self.layer:
+            return []
+        count = self._row(self.layer).get("units") or 0
+        start = self.page * self.page_size
+        return list(range(start, min(count, start + self.page_size)))
+
+    def _request_grid(self) -> None:
+        if not self.layer:
+            return
+        count = self._row(self.layer).get("units") or 0
+        if count == 0:
+            self.message = f"layer {self.layer!r} has no units to render"
+            return
+        pages = math.ceil(count / self.page_size)
+        if not 0 <= self.page < pages:
+            self.page = min(max(self.page, 0), pages - 1)
+            return
+        kind = engine.unit_kind(self.grid_kind, self.grid_negative)
+        key = self._grid_key(self.layer, self.grid_kind, self.grid_negative)
+        request = GridRequest(
+            key, self.layer, self.page_units(), kind, self._grid_config, self.page
+        )
+        self._worker.submit("grid", request)
+
+    def grid_images(
+        self, layer: str | None = None, kind: str | None = None, negative: bool | None = None
+    ) -> dict[int, np.ndarray]:
+        """Rendered thumbnails of ``layer`` (default: the current one), unit -> ``(H, W, C)``.
+
+        Only units already rendered with the current grid settings are included; arrays are
+        float32 in [0, 1].
+        """
+        name = self._row(layer)["name"] if layer else self.layer
+        if not name:
+            raise ValueError("no layer selected: pass layer= or set w.layer first")
+        kind = self.grid_kind if kind is None else kind
+        negative = self.grid_negative if negative is None else negative
+        cached = self._cache.units(self._grid_key(name, kind, negative))
+        return {unit: pixels.astype(np.float32) / 255.0 for unit, (_, pixels) in cached.items()}
+
+    # ---- units ------------------------------------------------------------------------------
+    def unit_objective(self, unit: int, layer: str | None = None) -> str:
+        """The expression a click on ``unit`` opens in the current ``unit_view``, e.g.
+        ``mixed4a:476``, ``-neuron(l, 3)`` or ``l:3 - 100 * diversity(l)``."""
+        row = self._row(layer or self.layer)
+        return build_view(self.unit_view, row, unit, self.grid_kind, None).text
+
+    @traitlets.validate("unit_view")
+    def _valid_unit_view(self, proposal: dict) -> str:
+        view = proposal["value"]
+        if view not in UNIT_VIEWS:
+            raise traitlets.TraitError(f"unit_view must be one of {UNIT_VIEWS}, got {view!r}")
+        if view in ("deepdream", "caricature") and self._sample_source is None:
+            raise traitlets.TraitError(
+                f"the {view} view needs a sample image: set w.sample = image (a path, PIL "
+                "image, array or tensor) or upload one in the Sample panel first"
+            )
+        return view
+
+    @traitlets.observe("unit_view")
+    def _on_unit_view(self, change: dict) -> None:
+        if not self._syncing_view and not self._opening and self.unit >= 0 and self.layer:
+            self.open_unit(self.unit)
+
+    def _preview_request(self, objective: Any) -> PreviewRequest:
+        request = super()._preview_request(objective)
+        if self.unit < 0 or not self.layer or self.objective != self._view.text:
+            return request  # an edited objective runs as written, with the plain settings
+        request.overrides.update(self._view.overrides)
+        request.prepare = self._view.prepare
+        return request
+
+    def _run_config(self, config: engine.PreviewConfig) -> engine.PreviewConfig:
+        view = getattr(self, "_view", None)
+        return run_config(config, view.name if view is not None else "channel")
+
+    def open_unit(self, unit: int, layer: str | None = None) -> None:
+        """Select ``unit`` (of ``layer``, default the current layer) and start optimizing it."""
+        row = self._row(layer or self.layer) if (layer or self.layer) else None
+        if row is None:
+            raise ValueError("no layer selected: set w.layer first or pass layer=")
+        count = row.get("units") or 0
+        if not 0 <= int(unit) < count:
+            raise ValueError(
+                f"unit {unit} is out of range for layer {row['name']!r} (0..{count - 1})"
+            )
+        self._opening = True
+        try:
+            with self.hold_sync():
+                if layer:
+                    self.layer = layer
+                self.unit = int(unit)
+                size = self._config.size
+                self._view = build_view(
+                    self.unit_view, self._row(self.layer), int(unit), self.grid_kind,
+                    self._sample_source, (size, size),
+                )  # fmt: skip
+                self._set_objective(self._view.objective or self._view.text)
+        finally:
+            self._opening = False
+        self._publish_unit_examples()
+        self.restart()
+
+    @traitlets.observe("unit")
+    def _on_unit(self, change: dict) -> None:
+        if not self._opening and change["new"] >= 0:
+            self.open_unit(change["new"])
+
+    def start(self) -> None:
+        """Resume what :meth:`stop` halted: the live run (or a new one), the grid and a stopped
+        dataset-examples pass (from its checkpoint)."""
+        self._worker.submit("grid_resume")
+        if self.examples_status.get("state") == "stopped":
+            self._request_examples()
+        if self.objective.strip():
+            super().start()
+
+    def _handle_action(self, action: Any, content: dict, buffers: list) -> None:
+        if action == "open_unit":
+            self.open_unit(int(content["unit"]), content.get("layer"))
+        elif action == "grid_resume":
+            self._worker.submit("grid_resume")
+        elif action == "unit_view":
+            try:
+                self.unit_view = str(content.get("view"))
+            except traitlets.TraitError as error:
+                self.message = str(error)
+        elif action == "sample_upload":
+            if not buffers:
+                raise ValueError("sample upload: no file bytes arrived")
+            name = str(content.get("name") or "upload")
+            self.set_sample(decode_upload(buffers[0]), name)
+        elif action == "sample_example":
+            self.sample_from_example(int(content["index"]))
+        else:
+            super()._handle_action(action, content, buffers)

@@ -1,0 +1,399 @@
+"""Dataset examples: ranking against brute force, bounded memory, cache, folders, resume."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+from torch import nn
+
+from lucid_widgets.dataset.examples import ExamplesResult, dataset_examples
+from lucid_widgets.dataset.sources import load_image
+from lucid_widgets.optvis.hooks import LayerNotFoundError, capture
+from lucid_widgets.optvis.preprocess import Preprocess
+
+# the module itself: `lucid_widgets.dataset.examples` as an attribute is the function
+de = importlib.import_module("lucid_widgets.dataset.examples")
+
+SIZE = 16
+LAYERS = ["0", "3", "7"]  # conv 16x16 (pre-ReLU), conv 8x8 after a pool, linear (B, 5)
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 5),
+    )
+    model.lucid_preprocess = Preprocess(input_size=(SIZE, SIZE))
+    return model
+
+
+def make_images(count: int = 40, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(count, 3, SIZE, SIZE, generator=generator)  # (N, C, H, W) in [0, 1]
+
+
+class ForwardCounter:
+    """Counts calls of the model and images through it."""
+
+    def __init__(self, model: nn.Module):
+        self.calls = self.images = 0
+        self.handle = model.register_forward_pre_hook(self)
+
+    def __call__(self, module, inputs) -> None:
+        self.calls += 1
+        self.images += inputs[0].shape[0]
+
+
+def brute_force(model, images, layer, k):
+    """Top / bottom (values, indices, positions) by sorting every image's activation."""
+    pre = model.lucid_preprocess
+    with torch.no_grad(), capture(model, [layer]) as run:
+        acts = run(pre(images))[layer].float()
+    if acts.dim() == 2:
+        acts = acts[:, :, None, None]
+    flat = acts.flatten(2).numpy()  # (N, U, HW)
+    width = acts.shape[3]
+    results = {}
+    for which, reduce, arg, sign in (
+        ("top", np.max, np.argmax, -1),
+        ("bottom", np.min, np.argmin, 1),
+    ):
+        values, where = reduce(flat, 2), arg(flat, 2)  # (N, U)
+        order = [
+            np.lexsort((np.arange(len(images)), sign * values[:, u]))[:k]
+            for u in range(flat.shape[1])
+        ]
+        order = np.stack(order)  # (U, k)
+        unit = np.arange(flat.shape[1])[:, None]
+        positions = np.stack([where[order, unit] // width, where[order, unit] % width], -1)
+        results[which] = (values[order, unit], order, positions)
+    return results
+
+
+def assert_same(result_a, result_b):
+    assert result_a.layers.keys() == result_b.layers.keys()
+    for layer in result_a.layers:
+        a, b = result_a[layer], result_b[layer]
+        for which in ("top", "bottom"):
+            np.testing.assert_allclose(
+                getattr(a, f"values_{which}"), getattr(b, f"values_{which}"), rtol=1e-5, atol=1e-6
+            )
+            np.testing.assert_array_equal(
+                getattr(a, f"indices_{which}"), getattr(b, f"indices_{which}")
+            )
+            np.testing.assert_array_equal(
+                getattr(a, f"positions_{which}"), getattr(b, f"positions_{which}")
+            )
+
+
+@pytest.mark.parametrize("locate_later", [True, False], ids=["cpu-path", "cuda-path"])
+def test_top_and_bottom_match_brute_force(tmp_path, monkeypatch, locate_later):
+    monkeypatch.setattr(de, "_LOCATE_LATER_ON", ("cpu",) if locate_later else ())
+    model, images, k = make_model(), make_images(), 4
+    result = dataset_examples(
+        model, images, LAYERS, k=k, batch_size=7, cache_dir=tmp_path, progress=False
+    )
+    assert result.complete and result.num_images == 40 and not result.skipped
+    for layer in LAYERS:
+        expected = brute_force(model, images, layer, k)
+        examples = result[layer]
+        for which in ("top", "bottom"):
+            values, indices, positions = expected[which]
+            np.testing.assert_allclose(
+                getattr(examples, f"values_{which}"), values, rtol=1e-5, atol=1e-6
+            )
+            np.testing.assert_array_equal(getattr(examples, f"indices_{which}"), indices)
+            np.testing.assert_array_equal(getattr(examples, f"positions_{which}"), positions)
+    assert result["0"].values_top.shape == (4, k) and result["3"].positions_top.shape == (6, k, 2)
+    assert (result["0"].values_top[:, 0] >= result["0"].values_top[:, -1]).all()
+    assert (result["3"].values_bottom[:, 0] <= result["3"].values_bottom[:, -1]).all()
+
+
+def test_result_does_not_depend_on_batch_size(tmp_path):
+    model, images = make_model(), make_images()
+    a = dataset_examples(model, images, LAYERS, k=3, batch_size=1, cache_dir=False, progress=False)
+    b = dataset_examples(model, images, LAYERS, k=3, batch_size=40, cache_dir=False, progress=False)
+    assert_same(a, b)
+
+
+def test_images_and_thumbnails_are_the_referenced_inputs():
+    model, images = make_model(), make_images()
+    result = dataset_examples(
+        model, images, "3", k=2, cache_dir=False, progress=False, thumbnail_size=SIZE
+    )
+    examples = result["3"]
+    index = examples.index(unit=1, rank=0)
+    expected = (images[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal(examples.image(1, 0), expected)
+    referenced = set(examples.indices_top.ravel()) | set(examples.indices_bottom.ravel())
+    assert set(result.thumbnails) == referenced
+    assert result.source(index) == index
+
+
+def test_memory_stays_bounded(monkeypatch):
+    model, k = make_model(), 2
+    units = 4 + 6  # layers "0" and "3"
+    held = []
+    original = de._update
+
+    def recording_update(*args, **kwargs):
+        state = original(*args, **kwargs)
+        held.append(len(state.thumbnails))
+        return state
+
+    monkeypatch.setattr(de, "_update", recording_update)
+    generator = torch.Generator().manual_seed(1)
+    stream = (torch.rand(3, 8, 8, generator=generator) for _ in range(300))  # one-shot, resized
+    result = dataset_examples(
+        model, stream, ["0", "3"], k=k, batch_size=16, cache_dir=False, progress=False
+    )
+    assert result.num_images == 300 and result.key is None  # a generator cannot be cached
+    assert max(held) <= 2 * k * units
+    assert len(result.thumbnails) <= 2 * k * units
+    assert result["3"].indices_top.shape == (6, k)
+    assert result["0"].indices_top.max() >= 16  # later batches did make it in
+
+
+def test_cache_hits_without_forward_and_misses_on_changes(tmp_path):
+    model, images = make_model(), make_images(24)
+    counter = ForwardCounter(model)
+    first = dataset_examples(model, images, LAYERS, k=3, cache_dir=tmp_path, progress=False)
+    assert counter.calls > 0 and first.path is not None and (first.path / "meta.json").is_file()
+    counter.calls = 0
+    second = dataset_examples(model, images, LAYERS, k=3, cache_dir=tmp_path, progress=False)
+    assert counter.calls == 0
+    assert_same(first, second)
+    np.testing.assert_array_equal(second["3"].image(0, 0), first["3"].image(0, 0))
+    changed = images.clone()
+    changed[5] = 1 - changed[5]
+    dataset_examples(model, changed, LAYERS, k=3, cache_dir=tmp_path, progress=False)
+    assert counter.calls > 0
+    counter.calls = 0
+    with torch.no_grad():
+        model[3].weight.mul_(-1)
+    dataset_examples(model, images, LAYERS, k=3, cache_dir=tmp_path, progress=False)
+    assert counter.calls > 0
+    counter.calls = 0
+    dataset_examples(model, images, LAYERS, k=2, cache_dir=tmp_path, progress=False)
+    assert counter.calls > 0
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 4
+
+
+def test_saved_format_roundtrip(tmp_path):
+    model = make_model()
+    result = dataset_examples(
+        model, make_images(12), LAYERS, k=2, cache_dir=tmp_path, progress=False
+    )
+    meta = json.loads((result.path / "meta.json").read_text())
+    assert meta["format"] == "lucid_widgets.dataset_examples" and meta["version"] == 1
+    assert [layer["name"] for layer in meta["layers"]] == LAYERS
+    with np.load(result.path / "arrays.npz", allow_pickle=False) as arrays:
+        assert arrays["layer1.positions_top"].shape == (6, 2, 2)
+        assert arrays["layer0.box_map"].shape == (SIZE, SIZE, 4)
+        assert "layer2.box_map" not in arrays  # linear layer: no spatial boxes
+    loaded = ExamplesResult.load(result.path)
+    assert_same(result, loaded)
+    assert loaded.thumbnails.keys() == result.thumbnails.keys()
+    for index, thumbnail in result.thumbnails.items():
+        np.testing.assert_array_equal(loaded.thumbnails[index], thumbnail)
+
+
+def write_folder(root: Path, count: int = 10) -> dict[str, Path]:
+    """Random RGB PNG / JPEG files in nested folders plus gray, RGBA and corrupt files."""
+    rng = np.random.default_rng(0)
+    (root / "a" / "b").mkdir(parents=True)
+    for index in range(count):
+        folder = root / "a" if index % 2 else root / "a" / "b"
+        pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{index:02d}.{'png' if index % 3 else 'jpg'}")
+    special = {
+        "gray": root / "gray.png",
+        "rgba": root / "rgba.png",
+        "corrupt": root / "a" / "corrupt.jpg",
+        "photo": root / "astronaut.png",
+    }
+    Image.fromarray(rng.integers(0, 256, (18, 18), dtype=np.uint8), "L").save(special["gray"])
+    rgba = rng.integers(0, 256, (18, 18, 4), dtype=np.uint8)
+    rgba[:, :, 3] = 0  # fully transparent: composited over white
+    Image.fromarray(rgba, "RGBA").save(special["rgba"])
+    special["corrupt"].write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
+    shutil.copy(Path(skimage.data.__file__).parent / "astronaut.png", special["photo"])
+    (root / "notes.txt").write_text("not an image")
+    return special
+
+
+def test_folder_with_gray_rgba_and_corrupt_files(tmp_path):
+    special = write_folder(tmp_path / "data")
+    model = make_model()
+    result = dataset_examples(
+        model, tmp_path / "data", LAYERS, k=3, cache_dir=tmp_path / "cache", progress=False
+    )
+    assert result.complete
+    assert [Path(name) for name, _ in result.skipped] == [special["corrupt"]]
+    assert result.num_images == 13 and result.next_index == 14
+    assert all(isinstance(source, str) for source in result.sources.values())
+    gray = load_image(special["gray"], (SIZE, SIZE), 3)
+    assert gray.shape == (3, SIZE, SIZE) and gray.dtype == torch.uint8
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])
+    assert (load_image(special["rgba"], (SIZE, SIZE), 3) == 255).all()
+    assert load_image(special["gray"], (SIZE, SIZE), 1).shape == (1, SIZE, SIZE)
+    photo = load_image(special["photo"], (SIZE, 2 * SIZE), 3)  # 512x512 -> centre crop
+    assert photo.shape == (3, SIZE, 2 * SIZE)
+
+
+def test_dataset_kinds_agree(tmp_path):
+    """A uint8 (N, H, W, C) tensor, a torchvision-style dataset and a list of PIL images."""
+    pixels = np.random.default_rng(2).integers(0, 256, (15, SIZE, SIZE, 3), dtype=np.uint8)
+
+    class PairDataset:
+        def __len__(self):
+            return len(pixels)
+
+        def __getitem__(self, index):
+            return Image.fromarray(pixels[index]), index % 3
+
+    model = make_model()
+    options = {"layers": LAYERS, "k": 3, "batch_size": 4, "progress": False}
+    from_tensor = dataset_examples(model, torch.from_numpy(pixels), cache_dir=tmp_path, **options)
+    from_dataset = dataset_examples(model, PairDataset(), cache_dir=tmp_path, **options)
+    pictures = [Image.fromarray(p) for p in pixels]
+    from_list = dataset_examples(model, pictures, cache_dir=tmp_path, **options)
+    assert_same(from_tensor, from_dataset)
+    assert_same(from_tensor, from_list)
+    counter = ForwardCounter(model)
+    dataset_examples(model, pictures, cache_dir=tmp_path, **options)  # content-hashed: a hit
+    assert counter.calls == 0
+
+
+class InterruptingImages:
+    """Re-iterable images whose first iteration raises KeyboardInterrupt after ``after`` items."""
+
+    def __init__(self, images: torch.Tensor, after: int):
+        self.images, self.after, self.armed = images, after, True
+
+    def __iter__(self):
+        for index, image in enumerate(self.images):
+            if self.armed and index == self.after:
+                self.armed = False
+                raise KeyboardInterrupt
+            yield image
+
+
+def test_interrupt_and_resume_from_dataset_iterator(tmp_path):
+    model, images = make_model(), make_images(30)
+    reference = dataset_examples(
+        model, images, LAYERS, k=3, batch_size=4, cache_dir=False, progress=False
+    )
+    dataset = InterruptingImages(images, after=13)
+    options = {"k": 3, "batch_size": 4, "cache_dir": tmp_path, "progress": False, "dataset_id": "x"}
+    with pytest.warns(UserWarning, match="Interrupted"):
+        partial = dataset_examples(model, dataset, LAYERS, **options)
+    assert not partial.complete and partial.num_images == 12 and partial.next_index == 12
+    assert (partial["0"].indices_top < 12).all()
+    counter = ForwardCounter(model)
+    resumed = dataset_examples(model, dataset, LAYERS, **options)
+    assert resumed.complete and resumed.num_images == 30
+    assert counter.images == 1 + 30 - 12  # the probe, then only the images left
+    assert_same(resumed, reference)
+
+
+def test_stop_ends_the_pass_and_the_same_call_resumes(tmp_path):
+    model, images = make_model(), make_images(30)
+    reference = dataset_examples(
+        model, images, LAYERS, k=3, batch_size=4, cache_dir=False, progress=False
+    )
+    checks = []
+
+    def stop() -> bool:  # asked before each batch: let three batches through
+        checks.append(1)
+        return len(checks) > 3
+
+    options = {"k": 3, "batch_size": 4, "cache_dir": tmp_path, "progress": False}
+    partial = dataset_examples(model, images, LAYERS, stop=stop, **options)
+    assert not partial.complete and partial.num_images == 12
+    counter = ForwardCounter(model)
+    resumed = dataset_examples(model, images, LAYERS, **options)
+    assert resumed.complete and counter.images == 1 + 30 - 12
+    assert_same(resumed, reference)
+
+
+def test_interrupt_during_forward_and_resume_on_folder(tmp_path):
+    write_folder(tmp_path / "data")
+    model = make_model()
+    reference = dataset_examples(
+        model, tmp_path / "data", LAYERS, k=2, batch_size=3, cache_dir=False, progress=False
+    )
+    calls = []
+
+    def interrupt(module, inputs):
+        calls.append(1)
+        if len(calls) == 4:  # the probe, two batches, then Ctrl-C
+            raise KeyboardInterrupt
+
+    handle = model.register_forward_pre_hook(interrupt)
+    options = {"k": 2, "batch_size": 3, "cache_dir": tmp_path / "cache", "progress": False}
+    with pytest.warns(UserWarning, match="resume"):
+        partial = dataset_examples(model, tmp_path / "data", LAYERS, **options)
+    handle.remove()
+    assert not partial.complete and partial.num_images == 6
+    resumed = dataset_examples(model, tmp_path / "data", LAYERS, **options)
+    assert resumed.complete and resumed.skipped == reference.skipped
+    assert_same(resumed, reference)
+    fresh = dataset_examples(model, tmp_path / "data", LAYERS, resume=False, **options)
+    assert_same(fresh, reference)
+
+
+def test_aliases_and_logits_layers():
+    model = make_model()
+    model.lucid_aliases = {"conv2": "3"}
+    result = dataset_examples(
+        model, make_images(10), ["conv2", "logits"], k=2, cache_dir=False, progress=False
+    )
+    assert result["conv2"].path == "3" and result["logits"].values_top.shape == (5, 2)
+    assert result["logits"].box(0, 0) == (0, 0, SIZE, SIZE)
+
+
+def test_bad_arguments(tmp_path):
+    model, images = make_model(), make_images(4)
+    with pytest.raises(ValueError, match="k must be"):
+        dataset_examples(model, images, "0", k=0, cache_dir=False)
+    with pytest.raises(LayerNotFoundError, match="Unknown layer"):
+        dataset_examples(model, images, "conv9", cache_dir=False)
+    with pytest.raises(ValueError, match="no units"):
+        dataset_examples(model, images, "input", cache_dir=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        dataset_examples(model, images * 4 - 2, "0", cache_dir=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        dataset_examples(model, tmp_path / "missing", "0", cache_dir=False)
+    with pytest.raises(ValueError, match="No image files"):
+        dataset_examples(model, tmp_path, "0", cache_dir=False)
+    with pytest.raises(IndexError, match="out of range"):
+        dataset_examples(model, images, "0", k=2, cache_dir=False, progress=False)["0"].image(9)
+
+
+def test_flipped_numpy_views_are_accepted(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    photo = skimage.data.astronaut()[::4, ::4]
+    views = [photo[:, ::-1], photo[::-1], photo]  # negative strides, as users' flips make
+    listed = dataset_examples(model, views, layers=["0"], k=2, progress=False, cache_dir=tmp_path)
+    stacked = dataset_examples(
+        model, np.stack(views)[:, :, ::-1], layers=["0"], k=2, progress=False, cache_dir=tmp_path
+    )
+    assert listed.layers["0"].values_top.shape == (4, 2)
+    assert stacked.layers["0"].values_top.shape == (4, 2)
