@@ -15,7 +15,13 @@ from lucid_widgets.widget import engine
 from lucid_widgets.widget.jobs import GridRequest, PreviewRequest
 from lucid_widgets.widget.sample import SampleMixin, decode_upload
 from lucid_widgets.widget.traits import binary_trait
-from lucid_widgets.widget.views import UNIT_VIEWS, build_view, run_config, view_for_grid
+from lucid_widgets.widget.views import (
+    IMAGE_VIEWS,
+    UNIT_VIEWS,
+    build_view,
+    run_config,
+    view_for_grid,
+)
 
 __all__ = ["Microscope"]
 
@@ -234,7 +240,7 @@ class Microscope(SampleMixin):
         view = proposal["value"]
         if view not in UNIT_VIEWS:
             raise traitlets.TraitError(f"unit_view must be one of {UNIT_VIEWS}, got {view!r}")
-        if view in ("deepdream", "caricature") and self._sample_source is None:
+        if view in IMAGE_VIEWS and self._sample_source is None:
             raise traitlets.TraitError(
                 f"the {view} view needs a sample image: set w.sample = image (a path, PIL "
                 "image, array or tensor) or upload one in the Sample panel first"
