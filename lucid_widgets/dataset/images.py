@@ -21,7 +21,6 @@ __all__ = [
     "check_float_range",
     "load_image",
     "resize_batch",
-    "to_uint8_rgb",
     "unwrap",
 ]
 
@@ -35,12 +34,6 @@ class ImageLoadError(ValueError):
 def as_float(image: torch.Tensor) -> torch.Tensor:
     """A uint8 image (0..255) or float image in ``[0, 1]`` as float32 in ``[0, 1]``, same shape."""
     return image.float().div(255) if image.dtype == torch.uint8 else image.float()
-
-
-def to_uint8_rgb(images: torch.Tensor) -> np.ndarray:
-    """``(B, C, H, W)`` float in ``[0, 1]`` -> ``(B, H, W, 3)`` uint8 numpy (gray repeated)."""
-    rgb = images[:, :3] if images.shape[1] >= 3 else images[:, :1].expand(-1, 3, -1, -1)
-    return rgb.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _pil_to_mode(image: Image.Image, channels: int) -> Image.Image:
