@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+import traitlets
 
 from lucid_widgets.expression.compiler import ExpressionError
 from lucid_widgets.optvis import objectives
@@ -280,13 +281,15 @@ def test_unit_selection_builds_objective_text(fake_engine, tiny_net, close_widge
     widget.grid_negative = True
     widget.unit = 2
     assert widget.objective == "-neuron(late, 2)"
-    assert widget.running or widget.status in ("running", "done")
-    widget.wait(TIMEOUT)
+    assert widget.running and widget.status == "running"  # set at once, before any step
+    assert widget.wait(TIMEOUT)
+    assert (widget.status, widget.step) == ("done", widget.settings["steps"])
     assert fake_engine.runs[-1].objective.name == "-neuron('late', 2)"
     with pytest.raises(ValueError, match="out of range"):
         widget.open_unit(99)
-    with pytest.raises(Exception, match="did you mean"):
+    with pytest.raises(traitlets.TraitError, match="unknown layer 'lat'; did you mean late"):
         widget.layer = "lat"
+    assert widget.layer == "relu2" and widget.unit == 2
 
 
 def test_images_are_numpy_bhwc(fake_engine, tiny_net, close_widgets):
@@ -294,8 +297,9 @@ def test_images_are_numpy_bhwc(fake_engine, tiny_net, close_widgets):
     close_widgets.append(widget)
     widget.wait(TIMEOUT)
     images = widget.images
-    assert images.shape == (3, 8, 8, 3)
-    assert np.allclose(images, 0.25)  # the fake's final image()
+    final = fake_engine.runs[-1].final_image  # (B, C, H, W), different in every pixel
+    assert images.shape == (3, 8, 8, 3) and images.dtype == np.float32
+    assert np.array_equal(images, final.permute(0, 2, 3, 1).numpy())
 
 
 class NeedsTwoInputs(torch.nn.Module):
