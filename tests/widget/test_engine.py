@@ -61,7 +61,7 @@ def test_paused_run_gives_the_model_back_and_resumes(tiny_net, close_widgets):
 def test_live_edit_with_real_optimization(tiny_net, close_widgets):
     widget = LivePreview(tiny_net, "late:1", settings={"size": 16, "steps": 3, "batch": 2})
     close_widgets.append(widget)
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     widget.settings = {**widget.settings, "diversity": 10.0}
     widget.objective = "early:0 + 0.1 * deepdream(late)"
     widget.start()  # continue three more steps with the new objective
