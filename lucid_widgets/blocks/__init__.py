@@ -1,0 +1,12 @@
+"""The building blocks of interpretability (Olah et al., 2018) on any ``nn.Module``.
+
+- :func:`connections` (:mod:`.connections`): the units of another layer most strongly connected
+  to a unit (expanded weights on linear paths, attribution elsewhere).
+
+Everything takes the images the rest of the package accepts (path, PIL image, array, tensor) and
+leaves the model exactly as found.
+"""
+
+from lucid_widgets.blocks.connections import Connections, connections, layer_connections
+
+__all__ = ["Connections", "connections", "layer_connections"]
