@@ -68,3 +68,35 @@ class SmallNonlinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv3(self.relu2(self.conv2(self.relu1(self.conv1(x)))))
+
+
+class LinearNet(nn.Module):
+    """conv -> conv (stride 2) -> average pool -> linear, with biases and no nonlinearity."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 3)
+        self.lucid_preprocess = PLAIN
+        self.lucid_labels = ["cat", "dog", "fish"]
+        self.eval()
+
+    def head(self, first: torch.Tensor) -> torch.Tensor:
+        """The logits from ``conv1``'s output."""
+        return self.fc(self.pool(self.conv2(first)).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3)
+        return self.head(self.conv1(x))
+
+
+class NonlinearNet(LinearNet):
+    """:class:`LinearNet` with a ReLU after each conv."""
+
+    def head(self, first: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.conv2(first))).flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv1(x)))
