@@ -59,9 +59,8 @@ class NeuronGroups:
     def objective(self, index: int, cossim_pow: float = 0.0) -> Objective:
         """A ``direction`` objective along group ``index``'s component: renders the group."""
         if not 0 <= index < self.n_groups:
-            raise IndexError(
-                f"Group {index} out of range; there are {self.n_groups} (valid: 0..{self.n_groups - 1})."
-            )
+            last = self.n_groups - 1
+            raise IndexError(f"Group {index} out of range; valid: 0..{last}.")
         vector = torch.as_tensor(self.directions[index], dtype=torch.float32)
         return objectives.direction(self.layer, vector, cossim_pow=cossim_pow)
 

@@ -16,10 +16,10 @@ def test_two_textures_give_two_groups_that_separate_the_halves():
     assert groups.spatial.shape == (2, 8, 8) and groups.directions.shape == (2, 4)
     assert (groups.spatial >= 0).all() and (groups.directions >= 0).all()
     left, right = groups.spatial[:, :, 1:3].mean((1, 2)), groups.spatial[:, :, 5:7].mean((1, 2))
-    sides = [int(r > l) for l, r in zip(left, right, strict=True)]
+    sides = [int(b > a) for a, b in zip(left, right, strict=True)]
     assert sorted(sides) == [0, 1]  # one group per half
-    for l, r in zip(left, right, strict=True):
-        assert max(l, r) > 10 * min(l, r) + 1e-6
+    for a, b in zip(left, right, strict=True):
+        assert max(a, b) > 10 * min(a, b) + 1e-6
     # the left (horizontal) group weighs channels 0, 1; the right one channels 2, 3
     horizontal = groups.directions[sides.index(0)]
     assert horizontal[:2].sum() > 10 * horizontal[2:].sum()
