@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,24 +26,23 @@ import torch
 from torch import nn
 
 from lucid_widgets.optvis import transforms as transforms_module
+from lucid_widgets.optvis.arguments import check_seed, check_steps, check_thresholds
 from lucid_widgets.optvis.fast.cpu_allocator import tune_cpu_allocator
 from lucid_widgets.optvis.fast.folding import folded_network
 from lucid_widgets.optvis.fast.sparse_backward import skip_zero_branches
 from lucid_widgets.optvis.hooks import (
     RESERVED_LAYERS,
     capture,
-    checked_shadow,
-    eval_mode,
     model_device,
     model_dtype,
     resolve_layer,
-    user_hook_paths,
 )
 from lucid_widgets.optvis.objective_base import Activations, Objective, as_objective
 from lucid_widgets.optvis.param import image as default_image
 from lucid_widgets.optvis.param import seeded
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
 from lucid_widgets.optvis.redirected_relu import redirected_relu
+from lucid_widgets.optvis.shadow import checked_shadow, eval_mode, user_hook_paths
 
 __all__ = [
     "RESERVED_LAYERS",
@@ -399,43 +397,6 @@ def optimize(
             if should_stop(stop):
                 return
             yield run.step()
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def check_steps(steps: int) -> None:
-    """Raise unless ``steps`` is a positive integer (``True`` is not a step count)."""
-    if not _is_int(steps) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-
-
-def check_seed(seed: int | None) -> int | None:
-    """``seed`` as an int in ``[0, 2**64)`` (larger and negative ones reduced modulo 2**64)."""
-    if seed is None:
-        return None
-    if not _is_int(seed):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}.")
-    return int(seed) % 2**64
-
-
-def check_thresholds(thresholds: Iterable[int]) -> tuple[int, ...]:
-    """``thresholds`` as a tuple of positive, increasing integer step counts, or a ValueError."""
-    try:
-        values = tuple(thresholds)
-    except TypeError:
-        values = (thresholds,)
-    if not all(_is_int(value) for value in values):
-        raise ValueError(
-            f"thresholds must be positive integer step counts like (64, 256), got {thresholds!r}."
-        )
-    values = tuple(int(value) for value in values)
-    if not values or any(t < 1 for t in values) or list(values) != sorted(set(values)):
-        raise ValueError(
-            f"thresholds must be positive, increasing step counts like (64, 256), got {values}."
-        )
-    return values
 
 
 def to_numpy(image: torch.Tensor) -> np.ndarray:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lucid_widgets.optvis.activations import check_units, unit_count
-from lucid_widgets.optvis.hooks import capture, model_device, model_dtype, quiet, resolve_layer
+from lucid_widgets.optvis.hooks import capture, model_device, model_dtype, resolve_layer
 from lucid_widgets.optvis.objective_base import Activations, Objective
 from lucid_widgets.optvis.param import image as image_param
 from lucid_widgets.optvis.preprocess import resolve
@@ -29,6 +29,7 @@ from lucid_widgets.optvis.render import (
     should_stop,
     to_numpy,
 )
+from lucid_widgets.optvis.shadow import quiet
 
 __all__ = ["UNIT_KINDS", "iter_units", "layer_units", "render_units", "unit_batch_objective"]
 

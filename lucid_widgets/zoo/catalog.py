@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lucid_widgets.optvis.hooks import first_tensor, internal_hook, model_device, quiet
+from lucid_widgets.optvis.hooks import first_tensor, internal_hook, model_device
 from lucid_widgets.optvis.preprocess import resolve
+from lucid_widgets.optvis.shadow import quiet
 
 __all__ = ["LayerInfo", "layer_table", "layers"]
 
