@@ -14,6 +14,7 @@ from lucid_widgets.optvis import param
 from lucid_widgets.optvis.render import Optimization
 from lucid_widgets.optvis.units import layer_units
 from lucid_widgets.zoo import layers
+from lucid_widgets.zoo.receptive_field import receptive_field_boxes
 
 
 class GainNet(TinyBatchNormNet):
@@ -99,7 +100,8 @@ def test_internal_passes_fire_no_user_hook_and_steps_honour_them(net):
     late.clear()
     layer_units(net, "bn")
     layers(net)
-    assert late == [] and len(seen) == 5  # neither probe fired a hook
+    receptive_field_boxes(net, "bn", method="measured")
+    assert late == [] and len(seen) == 5  # no probe fired a hook
 
 
 def test_hooks_on_a_model_without_them_do_not_fire_in_probes(net):
