@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from tiny_models import TinyNet
+from tiny_models import TinyFlatHead, TinyNet
 from torch import nn
 
 import lucid_widgets as lw
@@ -179,22 +179,9 @@ def test_every_unit_is_checked_before_the_first_step(tiny_net):
     assert steps == []  # not one step was taken
 
 
-class Flattens(nn.Module):
-    """A .view on a feature map: fails on channels-last tensors."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 8 * 8, 3)
-
-    def forward(self, x):
-        y = self.conv(x)
-        return self.fc(y.view(y.shape[0], -1))
-
-
 def test_channels_last_falls_back_by_trying_contiguous():
     torch.manual_seed(0)
-    model = Flattens().eval()
+    model = TinyFlatHead().eval()
     with Optimization(
         model, "fc:1", param_f=small(8), channels_last=True, seed=0, transforms=[]
     ) as run:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from tiny_models import TinyBatchNormNet
+from tiny_models import TinyBatchNormNet, TinyFlatHead
 from torch import nn
 
 import lucid_widgets as lw
@@ -169,20 +169,8 @@ def test_a_forward_closing_over_the_model_is_run_itself(net):
         assert run.network is net
 
 
-class FixedHead(nn.Module):
-    """A head that only takes 8 x 8 inputs: a full pass at another size fails."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4 * 8 * 8, 2)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).flatten(1))
-
-
 def test_a_head_that_needs_another_size_still_renders_a_shadow():
-    model = FixedHead().train()
+    model = TinyFlatHead().train()  # its head takes 8 x 8 inputs only
     with Optimization(model, "conv:1", param_f=lambda: param.image(16), transforms=[]) as run:
         run.step()
         assert run.network is not model  # the failing full check pass did not rule it out
