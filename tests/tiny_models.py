@@ -81,3 +81,16 @@ class Branches(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(torch.cat([self.left(x), self.right(x)], 1))
+
+
+class TinyFlatHead(nn.Module):
+    """conv -> .view -> linear: only 8 x 8 inputs pass the head, and no channels-last tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (B, 4, H, W)
+        return self.fc(y.view(y.shape[0], -1))

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import operator
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -56,6 +58,7 @@ FUNCTIONS: tuple[str, ...] = (
     "penalize_boundary_complexity",
 )
 _UNIT_PARAMS = ("unit", "channel", "n_channel", "n_neuron", "n")
+_OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 
 
 def _closest(name: str, names: Iterable[str], count: int = 3) -> list[str]:
@@ -132,18 +135,15 @@ class _Compiler:
         if node.value == "/" and isinstance(right, (int, float)) and right == 0:
             raise self.fail("division by zero", node.children[1])
         try:
-            if node.value == "+":
-                return left + right
-            if node.value == "-":
-                return left - right
-            if node.value == "*":
-                return left * right
-            return left / right
+            result = _OPERATORS[node.value](left, right)
         except TypeError as error:
             raise self.fail(
                 f"cannot apply {node.value!r} to these terms ({error})", node,
                 expected="objectives combined with + - * / and numbers",
             ) from None  # fmt: skip
+        if isinstance(result, float) and not math.isfinite(result):
+            raise self.fail("number out of range", node, expected="finite numbers")
+        return result
 
     def call(self, node: Node) -> Any:
         canonical = self.functions.get(str(node.value).lower())
@@ -172,7 +172,7 @@ class _Compiler:
                 self.check_unit(layer, bound.arguments[param], tokens.get(param, node))
         try:
             return function(*args, **kwargs)
-        except (TypeError, ValueError, KeyError, IndexError) as error:
+        except (TypeError, ValueError, LookupError, ArithmeticError, RuntimeError) as error:
             raise self.fail(f"{canonical}(...) failed: {error}", node) from None
 
     def bind(self, function: Any, name: str, args: list, kwargs: dict, node: Node) -> Any:

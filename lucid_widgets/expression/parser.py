@@ -6,14 +6,34 @@ what was expected) on malformed text. Nothing here evaluates anything.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-__all__ = ["CONSTANTS", "ExpressionError", "Node", "Token", "parse", "tokenize", "unquote"]
+__all__ = [
+    "CONSTANTS",
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "MAX_NUMBER_LENGTH",
+    "MAX_OPERATORS",
+    "ExpressionError",
+    "Node",
+    "Token",
+    "parse",
+    "tokenize",
+    "unquote",
+]
 
 CONSTANTS = {"True": True, "False": False, "None": None}
+
+# Limits that keep every input well inside Python's recursion limit (the parser, the compiler
+# and the objective it builds all recurse over the tree) and its int-parsing limit.
+MAX_LENGTH = 4000  # characters
+MAX_DEPTH = 50  # nested parentheses and signs
+MAX_OPERATORS = 200  # binary + - * / in one expression
+MAX_NUMBER_LENGTH = 40  # characters of one number
 
 _TOKEN_RE = re.compile(
     r"""
@@ -109,6 +129,12 @@ def tokenize(text: str) -> list[Token]:
                 expected="a number, a name, a quoted name or one of + - * / ( ) : @ , =",
             )
         kind = match.lastgroup or ""
+        if kind == "number" and len(match.group()) > MAX_NUMBER_LENGTH:
+            raise ExpressionError(
+                f"number too long ({len(match.group())} characters; at most "
+                f"{MAX_NUMBER_LENGTH})", text, match.start(), match.end(),
+                expected="a number such as 7, 0.5 or 1e-3",
+            )  # fmt: skip
         if kind != "space":
             tokens.append(Token(kind, match.group(), match.start(), match.end()))
         index = match.end()
@@ -118,9 +144,36 @@ def tokenize(text: str) -> list[Token]:
 
 class _Parser:
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_LENGTH:
+            raise ExpressionError(
+                f"expression too long ({len(text)} characters; at most {MAX_LENGTH})",
+                text, MAX_LENGTH, len(text), expected="a shorter expression",
+            )  # fmt: skip
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.depth = 0
+        self.operators = 0
+
+    def nest(self, token: Token) -> None:
+        """Count one more level of parentheses or signs, failing beyond ``MAX_DEPTH``."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"expression nested too deeply (more than {MAX_DEPTH} levels of parentheses "
+                "and signs)", self.text, token.start, token.end, expected="a flatter expression",
+            )  # fmt: skip
+
+    def operator(self) -> str:
+        """Take a binary operator, failing beyond ``MAX_OPERATORS`` of them."""
+        token = self.advance()
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            raise ExpressionError(
+                f"expression too long (more than {MAX_OPERATORS} operators)", self.text,
+                token.start, token.end, expected="fewer terms",
+            )  # fmt: skip
+        return token.text
 
     @property
     def token(self) -> Token:
@@ -154,7 +207,7 @@ class _Parser:
     def expr(self) -> Node:
         node = self.term()
         while self.token.kind == "op" and self.token.text in "+-":
-            op = self.advance().text
+            op = self.operator()
             right = self.term()
             node = Node("binary", node.start, right.end, op, children=(node, right))
         return node
@@ -162,7 +215,7 @@ class _Parser:
     def term(self) -> Node:
         node = self.unary()
         while self.token.kind == "op" and self.token.text in "*/":
-            op = self.advance().text
+            op = self.operator()
             right = self.unary()
             node = Node("binary", node.start, right.end, op, children=(node, right))
         return node
@@ -170,7 +223,9 @@ class _Parser:
     def unary(self) -> Node:
         if self.token.kind == "op" and self.token.text in "+-":
             op = self.advance()
+            self.nest(op)
             operand = self.unary()
+            self.depth -= 1
             if op.text == "+":
                 return operand
             return Node("neg", op.start, operand.end, children=(operand,))
@@ -180,11 +235,13 @@ class _Parser:
         token = self.token
         if token.kind == "number":
             self.advance()
-            return Node("number", token.start, token.end, float(token.text))
+            return Node("number", token.start, token.end, self.finite(token))
         if token.kind == "op" and token.text == "(":
             self.advance()
+            self.nest(token)
             node = self.expr()
             close = self.expect_op(")", "to close the parenthesis")
+            self.depth -= 1
             return replace(node, start=token.start, end=close.end)
         if token.kind in ("name", "string"):
             self.advance()
@@ -199,6 +256,12 @@ class _Parser:
                 token.end, expected="':' followed by a unit number, e.g. layer3:7",
             )  # fmt: skip
         raise self.error("expected a term", "a number, layer:unit, a function call or '('")
+
+    def finite(self, token: Token) -> float:
+        value = float(token.text)
+        if not math.isfinite(value):
+            raise self.error("number out of range", "a finite number", token)
+        return value
 
     def integer(self, what: str) -> int:
         token = self.token
@@ -256,7 +319,7 @@ class _Parser:
         if token.kind == "number":
             self.advance()
             is_int = re.fullmatch(r"\d+", token.text) is not None
-            return (int(token.text) * int(sign) if is_int else float(token.text) * sign), token
+            return (int(token.text) * int(sign) if is_int else self.finite(token) * sign), token
         if token.kind == "string":
             self.advance()
             return unquote(token), token

@@ -3,8 +3,11 @@
 Lucent registers a hook on every module and always runs the whole network. Here a
 :func:`capture` hooks exactly the layers an objective reads and stops the forward pass as soon as
 the last of them has produced its output, so an objective on an early layer costs an early-layer
-forward. :func:`frozen` turns off weight gradients for the length of a render and puts every
-module back as it was found.
+forward.
+
+Internal passes and renders run a shadow copy of the model (see
+:mod:`lucid_widgets.optvis.shadow`); :func:`frozen` (eval mode and no weight gradients, restored
+on exit) remains for callers that run the model itself.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ __all__ = [
     "internal_hook",
     "is_internal_hook",
     "layer_names",
+    "logits_tensor",
     "model_device",
+    "model_dtype",
     "resolve_layer",
 ]
 
@@ -54,9 +59,8 @@ class _StopForward(Exception):  # noqa: N818 (control flow, not an error)
 def internal_hook(function):
     """Mark a hook as lucid_widgets' own (transient); copies of a model leave such hooks out.
 
-    A model's own hooks belong to the model and go with it into the folded copy that renders
-    run (see :mod:`lucid_widgets.optvis.fast.folding`); a capture hook of a render in another
-    thread must not.
+    Hooks marked so are not the user's: they never make a model count as hooked (see
+    :func:`user_hook_paths`).
     """
     function.lucid_internal = True
     return function
@@ -115,6 +119,45 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in model.buffers():
         return tensor.device
     return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter or buffer (float32 if none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def logits_tensor(output: object) -> torch.Tensor:
+    """The ``"logits"`` of a model's output.
+
+    The output itself when it is a tensor; the ``"logits"`` entry of a dict (or a ``.logits``
+    attribute, as Hugging Face outputs have); the first element of a tuple or list.
+
+    Raises
+    ------
+    LayerNotReachedError
+        When the output is a dict or object without a ``logits`` entry (it is never guessed).
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict):
+        value = output.get("logits")
+        where = f"a dict with keys {sorted(map(str, output))}"
+    elif isinstance(output, (tuple, list)):
+        value = output[0] if output else None
+        where = f"a {type(output).__name__} whose first element is {type(value).__name__}"
+    else:
+        value = getattr(output, "logits", None)
+        where = f"a {type(output).__name__} without a .logits attribute"
+    if not isinstance(value, torch.Tensor):
+        raise LayerNotReachedError(
+            f"'logits' reads the model's output, which is {where}: 'logits' is the output "
+            "tensor, its 'logits' key or attribute, or the first element of a tuple. Name the "
+            "layer that computes the logits instead."
+        )
+    return value
 
 
 def first_tensor(output: object) -> torch.Tensor | None:
@@ -199,10 +242,7 @@ class Capture:
         result = {}
         for name, path in self.paths.items():
             if path == "logits":
-                tensor = first_tensor(logits)
-                if tensor is None:
-                    raise LayerNotReachedError("The model's output holds no tensor for 'logits'.")
-                result[name] = tensor
+                result[name] = logits_tensor(logits)
             elif path != "input":
                 result[name] = self._outputs[path]
         return result

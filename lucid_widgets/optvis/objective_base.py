@@ -15,7 +15,7 @@ __all__ = ["Activations", "Objective", "as_objective", "batch_arg", "channel", "
 
 ObjectiveFn = Callable[["Activations"], torch.Tensor]
 
-_LAYER_UNIT = re.compile(r"^\s*(?P<layer>[^:\s]+)\s*:\s*(?P<unit>\d+)\s*$")
+_LAYER_UNIT = re.compile(r"^\s*(?P<layer>[^:\s]+)\s*:\s*(?P<unit>\d{1,18})\s*$")
 
 
 class Activations(dict):
@@ -57,6 +57,7 @@ class Objective:
         self.fn = fn
         self.name = name
         self.layers = frozenset(layers)
+        self.terms: tuple[Objective, ...] = (self,)  # the summands of a sum (see Objective.sum)
 
     def __call__(self, acts: Activations) -> torch.Tensor:
         return self.fn(acts)
@@ -86,6 +87,8 @@ class Objective:
         return Objective(fn, f"{left} {symbol} {right}", self.layers | other.layers)
 
     def __add__(self, other: object) -> Objective:
+        if isinstance(other, Objective):  # a flat sum: a + b + c nests no closure in another
+            return Objective.sum((*self.terms, *other.terms))
         return self._combine(other, torch.add, "+", wrap_other=False)
 
     def __sub__(self, other: object) -> Objective:
@@ -129,16 +132,27 @@ class Objective:
 
     @staticmethod
     def sum(objectives: Iterable[Objective]) -> Objective:
-        """The sum of several objectives, named ``a + b + ...``."""
-        items = [as_objective(item) for item in objectives]
+        """The sum of several objectives, named ``a + b + ...``.
+
+        Sums are flat: ``a + b + c`` (and the builtin ``sum()``) build one sum of three terms,
+        so a sum of thousands of objectives evaluates without deep recursion.
+        """
+        items = [term for item in objectives for term in as_objective(item).terms]
         if not items:
             raise ValueError("Objective.sum needs at least one objective.")
+        if len(items) == 1:
+            return items[0]
 
         def fn(acts: Activations) -> torch.Tensor:
-            return torch.stack([item(acts) for item in items]).sum()
+            total = items[0](acts)
+            for item in items[1:]:
+                total = total + item(acts)
+            return total
 
         layers = frozenset().union(*(item.layers for item in items))
-        return Objective(fn, " + ".join(item.name for item in items), layers)
+        summed = Objective(fn, " + ".join(item.name for item in items), layers)
+        summed.terms = tuple(items)
+        return summed
 
 
 def as_objective(obj: Objective | str | Callable) -> Objective:
@@ -168,6 +182,13 @@ def as_objective(obj: Objective | str | Callable) -> Objective:
 
 def handle_batch(batch: int | None) -> Callable[[ObjectiveFn], ObjectiveFn]:
     """Restrict an objective function to one batch element (``batch=i``), as Lucid."""
+
+    if batch is not None and (
+        not isinstance(batch, numbers.Integral) or isinstance(batch, bool) or batch < 0
+    ):
+        raise ValueError(
+            f"batch must be None (every element) or a batch index 0, 1, ..., got {batch!r}."
+        )
 
     def decorator(fn: ObjectiveFn) -> ObjectiveFn:
         if batch is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET", "Preprocess", "resolve"]
+__all__ = ["IMAGENET", "Preprocess", "identity", "input_channels", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -80,28 +80,43 @@ IMAGENET = Preprocess()
 """ImageNet mean/std on ``[0, 1]`` input, 224 x 224, RGB: torchvision's convention."""
 
 
-def _input_channels(model: nn.Module) -> int | None:
-    """Channel count of the first conv layer, if the model has one."""
+def input_channels(model: nn.Module) -> int | None:
+    """Channel count of the model's first 2-d convolution, if it has one."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             return module.in_channels
     return None
 
 
-def resolve(model: nn.Module, override: Preprocess | None = None) -> Preprocess:
+def identity(channels: int = 3, input_size: tuple[int, int] = (224, 224)) -> Preprocess:
+    """The preprocessing that feeds the ``[0, 1]`` image as is."""
+    return Preprocess(
+        mean=(0.0,) * channels, std=(1.0,) * channels, input_size=input_size, channels=channels
+    )
+
+
+def resolve(model: nn.Module, override: Preprocess | bool | None = None) -> Preprocess:
     """The preprocessing to use for ``model``.
 
-    The explicit ``override`` wins, then ``model.lucid_preprocess``, then ImageNet statistics
-    (replaced by mean 0.5 / std 0.5 when the model's first conv takes other than 3 channels).
+    The explicit ``override`` wins (``False``: the identity, Lucent's "feed the image as is"),
+    then ``model.lucid_preprocess``, then ImageNet statistics (replaced by mean 0.5 / std 0.5
+    when the model's first conv takes other than 3 channels).
     """
+    attached = getattr(model, "lucid_preprocess", None)
+    if override is False:
+        if attached is not None:
+            return identity(attached.channels, attached.input_size)
+        return identity(input_channels(model) or 3)
     if override is not None:
         if not isinstance(override, Preprocess):
-            raise TypeError(f"preprocess must be a Preprocess, got {type(override).__name__}.")
+            raise TypeError(
+                f"preprocess must be a Preprocess, None (the model's own) or False (the image "
+                f"as is), got {override!r}."
+            )
         return override
-    attached = getattr(model, "lucid_preprocess", None)
     if attached is not None:
         return attached
-    channels = _input_channels(model)
+    channels = input_channels(model)
     if channels is None or channels == 3:
         return IMAGENET
     return Preprocess(mean=(0.5,) * channels, std=(0.5,) * channels, channels=channels)

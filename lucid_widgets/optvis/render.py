@@ -2,7 +2,15 @@
 
 One step: ``image_f()`` -> transforms -> the model's preprocessing -> a forward pass that hooks
 only the layers the objective reads and stops after the last of them -> ``loss = -objective`` ->
-backward into the image parameters only (the model's weights are frozen for the run).
+gradients with respect to the image parameters only (``torch.autograd.grad``: no weight gradient
+is computed or stored).
+
+The user's model is left alone: a run works on a shadow copy (see
+:func:`~lucid_widgets.optvis.hooks.shadow_copy`: same modules and weights, eval mode, no hooks),
+made when the run starts, so the user can keep using, training or backpropagating through the
+model meanwhile. A model with hooks of its own is run itself, so that its hooks see their own
+modules at every step; only then, and only if it is in training mode, are its modules put in
+eval mode for the length of the run (and put back by :meth:`Optimization.close`).
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,21 +26,31 @@ import torch
 from torch import nn
 
 from lucid_widgets.optvis import transforms as transforms_module
+from lucid_widgets.optvis.arguments import check_seed, check_steps, check_thresholds
 from lucid_widgets.optvis.arrays import to_numpy
 from lucid_widgets.optvis.fast.cpu_allocator import tune_cpu_allocator
 from lucid_widgets.optvis.fast.folding import folded_network
 from lucid_widgets.optvis.fast.sparse_backward import skip_zero_branches
-from lucid_widgets.optvis.hooks import RESERVED_LAYERS, capture, frozen, model_device, resolve_layer
+from lucid_widgets.optvis.hooks import (
+    RESERVED_LAYERS,
+    capture,
+    model_device,
+    model_dtype,
+    resolve_layer,
+)
 from lucid_widgets.optvis.objective_base import Activations, Objective, as_objective
 from lucid_widgets.optvis.param import image as default_image
+from lucid_widgets.optvis.param import seeded
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
 from lucid_widgets.optvis.redirected_relu import redirected_relu
+from lucid_widgets.optvis.shadow import checked_shadow, eval_mode, user_hook_paths
 
 __all__ = [
     "RESERVED_LAYERS",
     "Optimization",
     "Step",
     "build_transform",
+    "check_seed",
     "check_steps",
     "check_thresholds",
     "optimize",
@@ -96,7 +114,9 @@ class Optimization:
     Parameters
     ----------
     model
-        Any ``nn.Module``; it is put in eval mode with frozen weights until :meth:`close`.
+        Any ``nn.Module`` on a real device, in any floating dtype (the image is cast to it). It
+        is not changed: the run works on a shadow copy in eval mode (see the module docstring;
+        a model with hooks of its own is run itself).
     objective
         An :class:`~lucid_widgets.optvis.objectives.Objective`, a ``"layer:unit"`` string or a
         callable.
@@ -107,9 +127,12 @@ class Optimization:
     transforms
         A list of transforms (default ``transforms.standard_transforms``), ``[]`` for none.
     seed
-        Seeds the parameter initialisation and every random transform: same seed, same pixels.
+        Seeds the parameter initialisation (drawn through :func:`lucid_widgets.optvis.param.randn`)
+        and every random transform: same seed, same pixels. Torch's global random state is not
+        touched.
     preprocess
-        Overrides the model's preprocessing (see :mod:`lucid_widgets.optvis.preprocess`).
+        Overrides the model's preprocessing (see :mod:`lucid_widgets.optvis.preprocess`);
+        ``False`` feeds the image as is.
     redirected_relu_steps
         Steps during which ReLUs pass Lucid's redirected gradient (0 turns it off).
     channels_last
@@ -117,9 +140,10 @@ class Optimization:
         them (a ``.view`` on a feature map) is detected at the first step and fed contiguous
         tensors instead.
     fold_batchnorm
-        Run a copy of the model with each eval-mode batch norm folded into the convolution
-        before it (see :mod:`lucid_widgets.optvis.fast.folding`); same math, less work per step.
-        The model itself is never changed, and objectives that read a raw convolution output run it.
+        Run a copy of the model with each batch norm folded into the convolution before it (see
+        :mod:`lucid_widgets.optvis.fast.folding`), built afresh when the run starts; same math,
+        less work per step. Objectives that read a raw convolution output run the unfolded copy,
+        and a model with hooks of its own is never folded.
     """
 
     def __init__(
@@ -130,7 +154,7 @@ class Optimization:
         optimizer: OptimizerFn | None = None,
         transforms: Sequence[Callable] | Callable | None = None,
         seed: int | None = None,
-        preprocess: Preprocess | None = None,
+        preprocess: Preprocess | bool | None = None,
         redirected_relu_steps: int = 16,
         channels_last: bool | None = None,
         fold_batchnorm: bool = True,
@@ -139,6 +163,14 @@ class Optimization:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         self.model = model
         self.device = model_device(model)
+        if self.device.type == "meta":
+            raise ValueError(
+                f"{type(model).__name__} is on the meta device: it has shapes but no weights to "
+                "render. Load it on a real device (model.to_empty(device='cpu') then "
+                "load_state_dict(...), or build it without device='meta')."
+            )
+        self.dtype = model_dtype(model)
+        seed = check_seed(seed)
         self.preprocess = resolve(model, preprocess)
         self.labels = getattr(model, "lucid_labels", None)
         self.objective = objective
@@ -152,26 +184,40 @@ class Optimization:
         if seed is None:
             self.generator.seed()
         else:
-            self.generator.manual_seed(int(seed))
+            self.generator.manual_seed(seed)
         self.params, self._image_f = self._init_params(param_f or _default_param, seed)
         self.optimizer = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.05)))(self.params)
         self.step_count = 0
-        self._modules = dict(model.named_modules())
-        self.fold_batchnorm = fold_batchnorm
-        self._folded: object = None  # FoldedNetwork | None once looked up
-        self._network_for_objective: tuple = (None, model, self._modules)
-        self._freeze = frozen(model)
-        self._freeze.__enter__()
         self.closed = False
+        self._eval: contextlib.ExitStack = contextlib.ExitStack()
+        self.fold_batchnorm = fold_batchnorm
+        self._base: nn.Module | None = None  # chosen at the first step (see _start)
+        self._modules: dict[str, nn.Module] = {}
+        self._folded = None  # the FoldedNetwork of this run, if any
+        self._layout_checked = False
+        self._network_for_objective: tuple = (None, model, {})
+
+    def _start(self, network_input: torch.Tensor) -> None:
+        """Choose what the run reads, from the model as it is now (nothing is cached).
+
+        A checked shadow copy, folded when that is exact; the model itself when it has hooks
+        of its own or cannot be copied faithfully (in eval mode until :meth:`close`).
+        """
+        sample = network_input[:1].detach().contiguous()
+        shadow = None if user_hook_paths(self.model) else checked_shadow(self.model, sample)
+        if shadow is None:
+            if any(module.training for module in self.model.modules()):
+                self._eval.enter_context(eval_mode(self.model))  # put back by close()
+            self._base = self.model
+        else:
+            self._base = shadow
+            if self.fold_batchnorm:
+                self._folded = folded_network(shadow, sample)
+        self._modules = dict(self._base.named_modules())
 
     def _init_params(self, param_f: ParamFn, seed: int | None):
-        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
-        with (
-            torch.random.fork_rng(devices=cuda, enabled=seed is not None),
-            torch.device(self.device),
-        ):
-            if seed is not None:
-                torch.manual_seed(int(seed))
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        with seeded(generator), torch.device(self.device):
             params, image_f = param_f()
         params = list(params)
         if not params:
@@ -200,7 +246,7 @@ class Optimization:
 
     @property
     def network(self) -> nn.Module:
-        """The module the current objective runs: the model, or its folded shadow."""
+        """The module the current objective runs: a shadow copy (folded or not) or the model."""
         return self._network_for_objective[1]
 
     def image(self) -> torch.Tensor:
@@ -212,30 +258,39 @@ class Optimization:
         network_input = self._transform(image, self.generator)
         if network_input.shape[1] == self.preprocess.channels + 1:  # alpha: random background
             network_input = transforms_module.collapse_alpha_random()(network_input, self.generator)
-        return self.preprocess(network_input)
+        return self.preprocess(network_input).to(self.dtype)  # the model's dtype
 
     def _forward(self, run: Callable, network_input: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Run the hooked model, in channels-last layout when that is on and the model allows."""
-        if self.channels_last:
-            try:
-                return run(network_input.contiguous(memory_format=torch.channels_last))
-            except RuntimeError as error:  # e.g. a .view() that needs a contiguous tensor
-                if "view" not in str(error) and "stride" not in str(error):
-                    raise
-                self.channels_last = False
-        return run(network_input)
+        """Run the hooked model, in channels-last layout when that is on and the model allows.
+
+        The layout is checked by the run's first forward pass: if the channels-last pass fails
+        and a contiguous one succeeds, the run goes on contiguous (a ``.view`` on a feature map
+        needs it); a contiguous pass that fails too raises its own error.
+        """
+        if not self.channels_last:
+            return run(network_input)
+        if self._layout_checked:
+            return run(network_input.contiguous(memory_format=torch.channels_last))
+        try:
+            values = run(network_input.contiguous(memory_format=torch.channels_last))
+        except Exception:  # noqa: BLE001 (decided below by what a contiguous pass does)
+            values = run(network_input)
+            self.channels_last = False
+        self._layout_checked = True
+        return values
 
     def _network(self, objective: Objective, network_input: torch.Tensor) -> tuple:
         """``(module, its named_modules)`` to run: the folded shadow when it reads the same."""
-        if not self.fold_batchnorm:
-            return self.model, self._modules
+        if self._base is None:
+            self._start(network_input)
         if self._folded is None:
-            self._folded = folded_network(self.model, network_input.contiguous()) or False
+            self._network_for_objective = (objective, self._base, self._modules)
+            return self._base, self._modules
         cached_objective, network, modules = self._network_for_objective
         if cached_objective is not objective:
-            network, modules = self.model, self._modules
+            network, modules = self._base, self._modules
             paths = [resolve_layer(self.model, layer) for layer in objective.layers]
-            if self._folded and self._folded.can_read(paths):
+            if self._folded.can_read(paths):
                 network, modules = self._folded.network, self._folded.modules
             self._network_for_objective = (objective, network, modules)
         return network, modules
@@ -256,6 +311,13 @@ class Optimization:
         if "input" in objective.layers:
             values["input"] = image
         return Activations(values, self.labels)
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """Gradients of ``loss`` into the image parameters only (no weight gradient)."""
+        leaves = [param for param in self.params if param.requires_grad]
+        grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+        for param, grad in zip(leaves, grads, strict=True):
+            param.grad = grad
 
     def step(self) -> Step:
         """Take one optimizer step and report it."""
@@ -281,16 +343,16 @@ class Optimization:
                 f"The objective {objective.name} does not depend on the image: it reads "
                 f"{sorted(objective.layers) or 'no layers'}; did it detach its tensors?"
             )
-        loss.backward()
+        self._backward(loss)
         self.optimizer.step()
         self.step_count += 1
         return Step(self.step_count, loss_value, image.detach(), objective.name)
 
     def close(self) -> None:
-        """Restore the model (training mode, ``requires_grad``); safe to call twice."""
+        """End the run (a model run itself gets its training flags back); safe to call twice."""
         if not self.closed:
             self.closed = True
-            self._freeze.__exit__(None, None, None)
+            self._eval.close()
 
     def __enter__(self) -> Optimization:
         return self
@@ -298,7 +360,7 @@ class Optimization:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def __del__(self) -> None:  # a dropped run must not leave the model frozen
+    def __del__(self) -> None:  # a dropped run must not leave the model in eval mode
         with contextlib.suppress(Exception):  # interpreter shutdown
             self.close()
 
@@ -337,25 +399,6 @@ def optimize(
             yield run.step()
 
 
-def check_steps(steps: int) -> None:
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-
-
-def check_thresholds(thresholds: Iterable[int]) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in thresholds)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"thresholds must be positive step counts like (64, 256), got {thresholds!r}."
-        ) from None
-    if not values or any(t < 1 for t in values) or list(values) != sorted(set(values)):
-        raise ValueError(
-            f"thresholds must be positive, increasing step counts like (64, 256), got {values}."
-        )
-    return values
-
-
 def render_vis(
     model: nn.Module,
     objective: Objective | str | Callable,
@@ -365,7 +408,7 @@ def render_vis(
     thresholds: Sequence[int] = (512,),
     seed: int | None = None,
     progress: bool = True,
-    preprocess: Preprocess | None = None,
+    preprocess: Preprocess | bool | None = None,
     callback: Callable[[Step], object] | None = None,
     redirected_relu_steps: int = 16,
     stop: StopSignal = None,
@@ -420,7 +463,7 @@ def render_vis(
             print(f"Interrupted at step {run.step_count}; returning the images so far.")
         finally:
             bar.close()
-        if run.step_count not in thresholds and run.step_count > 0:
+        if run.step_count not in thresholds:  # stopped early (or before the first step)
             images.append(to_numpy(run.image()))
     return images
 

@@ -16,11 +16,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from lucid_widgets.optvis.activations import check_units, unit_count
 from lucid_widgets.optvis.arrays import to_numpy
-from lucid_widgets.optvis.hooks import capture, frozen, model_device, resolve_layer
+from lucid_widgets.optvis.hooks import capture, model_device, model_dtype, resolve_layer
 from lucid_widgets.optvis.objective_base import Activations, Objective
 from lucid_widgets.optvis.param import image as image_param
-from lucid_widgets.optvis.render import Optimization, StopSignal, check_steps, should_stop
+from lucid_widgets.optvis.preprocess import resolve
+from lucid_widgets.optvis.render import (
+    Optimization,
+    StopSignal,
+    check_seed,
+    check_steps,
+    should_stop,
+)
+from lucid_widgets.optvis.shadow import quiet
 
 __all__ = ["UNIT_KINDS", "iter_units", "layer_units", "render_units", "unit_batch_objective"]
 
@@ -36,18 +45,14 @@ def unit_batch_objective(layer: str, units: Sequence[int], kind: str = "channel"
     if kind not in UNIT_KINDS:
         raise ValueError(f"Unknown unit objective kind {kind!r}; valid: {', '.join(UNIT_KINDS)}.")
     units = [int(u) for u in units]
+    if not units:
+        raise ValueError(f"A unit batch objective on {layer!r} needs at least one unit.")
     sign = -1.0 if kind.startswith("negative") else 1.0
     neuron = kind.endswith("neuron")
 
     def inner(acts: Activations) -> torch.Tensor:
         tensor = acts[layer]
-        count = tensor.shape[-1] if tensor.dim() == 3 else tensor.shape[1]
-        bad = [u for u in units if not 0 <= u < count]
-        if bad:
-            raise IndexError(
-                f"Unit(s) {bad} out of range for layer {layer!r}, which has {count} units "
-                f"(valid: 0..{count - 1})."
-            )
+        check_units(layer, unit_count(tensor), units)
         if tensor.shape[0] != len(units):
             raise ValueError(f"{len(units)} units need a batch of {len(units)} images.")
         rows = torch.arange(len(units), device=tensor.device)
@@ -67,22 +72,18 @@ def unit_batch_objective(layer: str, units: Sequence[int], kind: str = "channel"
 
 
 def layer_units(model: nn.Module, layer: str, size: int | tuple[int, int] = 224) -> int:
-    """Number of units of ``layer``, from one forward pass on a blank image."""
-    preprocess = getattr(model, "lucid_preprocess", None)
-    channels = preprocess.channels if preprocess else _first_conv_channels(model)
+    """Number of units of ``layer``, from one forward pass on a blank image.
+
+    The pass runs a shadow copy of the model (see :func:`~lucid_widgets.optvis.hooks.quiet`):
+    the user's hooks do not fire and no flag of the model changes.
+    """
+    channels = resolve(model).channels
     height, width = (size, size) if isinstance(size, int) else size
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    blank = torch.zeros(1, channels, height, width, device=device)
-    with frozen(model), torch.no_grad(), capture(model, [layer]) as run:
+    blank = torch.zeros(1, channels, height, width, device=model_device(model))
+    blank = blank.to(model_dtype(model))  # (1, C, H, W)
+    with quiet(model, blank) as network, torch.no_grad(), capture(network, [layer]) as run:
         tensor = run(blank)[layer]
-    return tensor.shape[-1] if tensor.dim() == 3 else tensor.shape[1]
-
-
-def _first_conv_channels(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return module.in_channels
-    return 3
+    return unit_count(tensor)
 
 
 def iter_units(
@@ -119,13 +120,16 @@ def iter_units(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     resolve_layer(model, layer)
-    units = [int(u) for u in units]
+    units = list(units)
+    if not units:
+        return
+    units = check_units(layer, layer_units(model, layer, size), units)  # all before any step
     make = param_f or (lambda batch: image_param(size, batch=batch))
     cpu = model_device(model).type == "cpu"
     if micro_batch is None:
         micro_batch = 4 if cpu else batch_size
     micro_batch = max(1, min(int(micro_batch), batch_size))
-    seed = kwargs.pop("seed", None)
+    seed = check_seed(kwargs.pop("seed", None))
     render = functools.partial(_render_part, model, layer, kind=kind, make=make, steps=steps)
     for start in range(0, len(units), batch_size):
         chunk = units[start : start + batch_size]
@@ -213,7 +217,7 @@ def render_units(
     --------
     >>> grid = render_units(model, "layer3", units=range(64), size=128, steps=256)  # doctest: +SKIP
     """
-    units = list(range(layer_units(model, layer))) if units is None else list(units)
+    units = list(range(layer_units(model, layer, size))) if units is None else list(units)
     if not units:
         raise ValueError("render_units needs at least one unit.")
     results: list[np.ndarray] = []
@@ -232,4 +236,7 @@ def render_units(
     finally:
         if bar is not None:
             bar.close()
+    if not results:  # stopped before the first batch finished
+        channels = resolve(model, kwargs.get("preprocess")).channels
+        return np.zeros((0, size, size, channels), np.float32)
     return np.concatenate(results)

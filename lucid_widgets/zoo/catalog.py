@@ -18,6 +18,7 @@ from torch import nn
 
 from lucid_widgets.optvis.hooks import first_tensor, internal_hook, model_device
 from lucid_widgets.optvis.preprocess import resolve
+from lucid_widgets.optvis.shadow import quiet
 
 __all__ = ["LayerInfo", "layer_table", "layers"]
 
@@ -137,38 +138,37 @@ def _call_args(model: nn.Module, example_input: Any, input_size: Any) -> tuple[t
 def _record_forward(model: nn.Module, args: tuple, kwargs: dict, what: str) -> list[_Record]:
     """Run ``model(*args, **kwargs)`` once, recording each module's first tensor output."""
     records: dict[str, _Record] = {}
-    handles = []
-    training = {module: module.training for module in model.modules()}
+    originals = dict(model.named_modules())  # records name the user's modules, not the copy's
 
     def make_hook(name: str):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             tensor = first_tensor(output)
             if name not in records and tensor is not None and tensor.dim() >= 1:
                 shape = tuple(tensor.shape)
-                records[name] = _Record(name, module, tensor, shape, len(records))
+                records[name] = _Record(name, originals[name], tensor, shape, len(records))
 
         return internal_hook(hook)
 
-    try:
-        for name, module in model.named_modules():
-            if name:
-                handles.append(module.register_forward_hook(make_hook(name)))
-        model.eval()
-        with torch.no_grad():
-            try:
-                model(*args, **kwargs)
-            except Exception as error:
-                raise RuntimeError(
-                    f"the catalog's dry forward pass of {type(model).__name__} with {what} "
-                    f"failed ({type(error).__name__}: {error}); pass input_size=(height, width) "
-                    "or example_input=<tensor | tuple of args | dict of kwargs> that the "
-                    "model's forward accepts"
-                ) from error
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, mode in training.items():
-            module.training = mode
+    # a shadow copy in eval mode: the user's hooks do not fire and no flag of theirs changes
+    with quiet(model, *args, **kwargs) as network:
+        handles = [
+            module.register_forward_hook(make_hook(name))
+            for name, module in network.named_modules()
+            if name
+        ]
+        try:
+            with torch.no_grad():
+                network(*args, **kwargs)
+        except Exception as error:
+            raise RuntimeError(
+                f"the catalog's dry forward pass of {type(model).__name__} with {what} "
+                f"failed ({type(error).__name__}: {error}); pass input_size=(height, width) "
+                "or example_input=<tensor | tuple of args | dict of kwargs> that the "
+                "model's forward accepts"
+            ) from error
+        finally:
+            for handle in handles:
+                handle.remove()
     return sorted(records.values(), key=lambda record: record.order)
 
 

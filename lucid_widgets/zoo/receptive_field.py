@@ -27,8 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lucid_widgets.optvis.hooks import capture, frozen, internal_hook, model_device, resolve_layer
+from lucid_widgets.optvis.hooks import (
+    capture,
+    internal_hook,
+    model_device,
+    model_dtype,
+    resolve_layer,
+)
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
+from lucid_widgets.optvis.shadow import quiet
 
 __all__ = [
     "AxisGeometry",
@@ -160,14 +167,6 @@ def _last_descendant(name: str, sequence: list[tuple[str, nn.Module]]) -> str:
     return descendants[-1] if descendants else name
 
 
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype of the model's first floating-point parameter (float32 if none)."""
-    for tensor in model.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
 def blank_input(model: nn.Module, pre: Preprocess) -> torch.Tensor:
     """A black ``(1, C, H, W)`` probe image at ``pre``'s input size, on the model's device and
     in its dtype (not yet preprocessed)."""
@@ -231,8 +230,13 @@ def _measure(
     bases = torch.cat([noise, 1 - noise])  # (2, C, H, W)
     inputs = bases.repeat_interleave(len(positions), 0).to(device, model_dtype(model))
     inputs.requires_grad_(True)
-    structural = _structural_gradients(model)
-    with structural, frozen(model), torch.enable_grad(), capture(model, [path]) as run:
+    # a shadow copy (no user hook fires, no flag changes) given the structural gradients
+    with (
+        quiet(model, pre(inputs[:1]).detach()) as network,
+        _structural_gradients(network),
+        torch.enable_grad(),
+        capture(network, [path]) as run,
+    ):
         output = run(pre(inputs))[path]  # (2 * P, C', H', W')
         rows = torch.arange(len(inputs), device=output.device)
         # the bases are outermost: row b is base b // P at position b % P
@@ -317,8 +321,9 @@ def _box_map(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def _output_shape(model: nn.Module, path: str, pre: Preprocess) -> torch.Size:
-    with frozen(model), torch.no_grad(), capture(model, [path]) as run:
-        return run(pre(blank_input(model, pre)))[path].shape
+    probe = pre(blank_input(model, pre))  # (1, C, H, W)
+    with quiet(model, probe) as network, torch.no_grad(), capture(network, [path]) as run:
+        return run(probe)[path].shape
 
 
 def receptive_field_boxes(

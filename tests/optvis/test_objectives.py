@@ -135,9 +135,9 @@ def test_unknown_class_name_lists_closest():
     acts = Activations({"logits": torch.zeros(1, 3)}, labels=["tabby cat", "tiger cat", "dog"])
     with pytest.raises(ValueError, match="tabby cat"):
         obj.class_logit("taby cat")(acts)
-    assert float(
-        obj.class_logit("Dog")(Activations({"logits": torch.ones(1, 3)}, ["a", "b", "dog"]))
-    )
+    logits = torch.tensor([[1.0, 2.0, 3.0]])  # distinct: a wrong index reads another value
+    assert float(obj.class_logit("Dog")(Activations({"logits": logits}, ["a", "b", "dog"]))) == 3.0
+    assert float(obj.class_logit("B")(Activations({"logits": logits}, ["a", "b", "dog"]))) == 2.0
 
 
 def test_bad_string_objective():

@@ -12,6 +12,7 @@ from lucid_widgets.optvis import objectives as obj
 from lucid_widgets.optvis import param
 from lucid_widgets.optvis.hooks import LayerNotFoundError, LayerNotReachedError, capture, frozen
 from lucid_widgets.optvis.redirected_relu import redirected_relu
+from lucid_widgets.optvis.render import Optimization
 
 
 def small(batch: int = 1, size: int = 24):
@@ -168,6 +169,24 @@ def test_alpha_images_are_composited_for_the_model(tiny_net):
     )  # fmt: skip
     assert images[0].shape == (1, 16, 16, 4)
 
+    def fixed(rgb: float, alpha: float):
+        image = torch.full((1, 4, 8, 8), rgb)
+        image[:, 3] = alpha
+        leaf = torch.zeros(1, requires_grad=True)
+        return lambda: ([leaf], lambda: image + 0 * leaf)
+
+    def seen(rgb: float, alpha: float) -> torch.Tensor:  # what the network is fed
+        run = Optimization(tiny_net, "conv2:1", param_f=fixed(rgb, alpha), transforms=[], seed=0,
+                           preprocess=False)  # fmt: skip
+        return run._network_input(run.image())
+
+    torch.testing.assert_close(seen(0.3, 1.0), torch.full((1, 3, 8, 8), 0.3))  # opaque: itself
+    background = seen(0.3, 0.0)  # transparent: the random background only
+    torch.testing.assert_close(background, seen(0.9, 0.0))
+    assert not torch.allclose(background, torch.full_like(background, 0.3))
+    half = seen(0.3, 0.5)
+    torch.testing.assert_close(half, 0.5 * 0.3 + 0.5 * background)
+
 
 def test_optimize_yields_steps_and_restores_on_break(tiny_net):
     tiny_net.train()
@@ -214,11 +233,35 @@ def test_stop_event_ends_render(tiny_net):
     import threading
 
     stop = threading.Event()
+    steps = []
+
+    def callback(step):
+        steps.append(step.step)
+        if step.step == 5:
+            stop.set()
+
     images = lw.render_vis(
-        tiny_net, "conv2:1", param_f=small(), thresholds=(100,),
-        callback=lambda step: step.step == 5 and stop.set(), stop=stop, progress=False,
+        tiny_net, "conv2:1", param_f=small(), thresholds=(100,), callback=callback, stop=stop,
+        progress=False,
     )  # fmt: skip
-    assert len(images) == 1
+    assert steps == [1, 2, 3, 4, 5]  # no step after the stop
+    assert len(images) == 1 and images[0].shape == (1, 24, 24, 3)  # the current image
+
+
+def test_stop_set_before_the_first_step_returns_the_start_image(tiny_net):
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    start = lw.render_vis(tiny_net, "conv2:1", param_f=small(), thresholds=(1,), seed=3,
+                          transforms=[], progress=False, stop=stop)  # fmt: skip
+    with Optimization(tiny_net, "conv2:1", param_f=small(), seed=3) as run:
+        expected = run.image()
+    assert len(start) == 1
+    np.testing.assert_allclose(start[0], expected.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+    units = lw.render_units(tiny_net, "conv2", range(3), size=16, steps=2, progress=False,
+                            stop=stop)  # fmt: skip
+    assert units.shape == (0, 16, 16, 3)
 
 
 def test_redirected_relu_revives_a_dead_start():
@@ -341,8 +384,11 @@ def test_parallel_workers_stop_and_raise_cleanly(tiny_net):
 
     state = _state(tiny_net)
     steps = []
+    both = threading.Barrier(2, timeout=30)  # broken unless two threads ask at once
 
     def stop() -> bool:  # asked before every step of every worker
+        if threading.get_ident() not in steps:
+            both.wait()
         steps.append(threading.get_ident())
         return len(steps) > 6
 

@@ -5,12 +5,17 @@ folded into the convolution's weight and bias: ``bn(conv(x)) == conv'(x)``. A re
 the batch norm's forward pass and its backward pass at every step. On a CPU those are
 memory-bound passes over whole activations, a large share of a step.
 
-The user's model is never changed. :func:`folded_network` builds a *shadow*: a copy of the module
-tree that shares every parameter and buffer with the model, except that each folded convolution
-gets new weights and each folded batch norm becomes an ``nn.Identity``. Module paths stay the
-same, so layer names mean the same modules. Pairs are found by a dry forward pass (a batch norm
-whose input is the very tensor a convolution returned), and the shadow is checked against the
-model on that input before it is used; a model where anything differs is rendered unfolded.
+The user's model is never changed, nor run. :func:`folded_network` takes a render's
+:func:`~lucid_widgets.optvis.hooks.shadow_copy` of the model (no user hooks, eval mode) and builds
+a *folded* copy of it that shares every tensor, except that each folded convolution gets new
+weights and each folded batch norm becomes an ``nn.Identity``. Module paths stay the same, so
+layer names mean the same modules. Pairs are found by a dry forward pass (a batch norm whose
+input is the very tensor a convolution returned), and the folded copy is checked against the
+unfolded one on that input before it is used; a model where anything differs renders unfolded.
+
+Nothing is cached: every run folds the model as it is when the run starts (an in-place edit of
+a weight, a changed ``eps``, an attribute that ``forward`` reads, a replaced ``forward`` are all
+seen), at the cost of a copy and three batch-of-one forward passes, small next to a render.
 
 Layers whose output *is* a folded convolution's raw output (the convolution itself, or a wrapper
 that returns it) read a different tensor in the shadow; :meth:`FoldedNetwork.can_read` says so,
@@ -20,8 +25,6 @@ and the render then runs the model itself for that objective.
 from __future__ import annotations
 
 import copy
-import threading
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -29,7 +32,7 @@ import torch
 from torch import nn
 
 from lucid_widgets.optvis.fast import image_conv
-from lucid_widgets.optvis.hooks import first_tensor, internal_hook, is_internal_hook
+from lucid_widgets.optvis.hooks import first_tensor
 
 __all__ = ["FoldedNetwork", "fold_conv_norm", "folded_network"]
 
@@ -49,8 +52,6 @@ class FoldedNetwork:
         ``{conv path: batch norm path}`` for every folded pair.
     raw_layers
         Paths of modules whose output is a folded convolution's raw output.
-    signature
-        The model state the shadow was built from (see :func:`_signature`).
     image_convs
         Paths of convolutions given the faster image gradient
         (:mod:`lucid_widgets.optvis.fast.image_conv`).
@@ -59,7 +60,6 @@ class FoldedNetwork:
     network: nn.Module
     pairs: dict[str, str]
     raw_layers: frozenset[str]
-    signature: tuple
     image_convs: list[str] = field(default_factory=list)
     modules: dict[str, nn.Module] = field(default_factory=dict)  # the shadow's named_modules
 
@@ -100,36 +100,6 @@ def _foldable_conv(module: nn.Module) -> bool:
     return isinstance(module, _CONVS) and not getattr(module, "transposed", False)
 
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-def _user_hooks(module: nn.Module) -> tuple[int, ...]:
-    """Ids of the module's own hooks (not lucid_widgets' transient ones)."""
-    # tuple(dict.values()) copies in one step: other threads' captures add and remove hooks
-    hooks = [h for name in _HOOK_DICTS for h in tuple(getattr(module, name, {}).values())]
-    return tuple(id(hook) for hook in hooks if not is_internal_hook(hook))
-
-
-def _drop_internal_hooks(module: nn.Module) -> None:
-    """Remove lucid_widgets' transient hooks (another thread's capture) from a copied module."""
-    for name in _HOOK_DICTS:
-        hooks = getattr(module, name, None)
-        for key in [key for key, hook in (hooks or {}).items() if is_internal_hook(hook)]:
-            del hooks[key]
-
-
-def _signature(model: nn.Module) -> tuple:
-    """What the shadow depends on: the module tree, its own hooks and every conv / batch norm
-    tensor's state."""
-    tree = []
-    for path, module in model.named_modules():
-        tree.append((path, id(module), _user_hooks(module)))
-        if _foldable_conv(module) or _foldable_norm(module):
-            for tensor in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
-                tree.append((id(tensor), tensor._version, tensor.data_ptr(), str(tensor.device)))
-    return tuple(tree)
-
-
 def _one_pass(network: nn.Module, network_input: torch.Tensor, handles: list) -> tuple:
     """One no-grad forward pass; remove ``handles`` after it. ``(finished, output)``.
 
@@ -148,7 +118,6 @@ def _one_pass(network: nn.Module, network_input: torch.Tensor, handles: list) ->
 
 def _dry_run_pairs(model: nn.Module, network_input: torch.Tensor):
     """Run ``model`` once; return ``(pairs, raw_layers)`` as seen by hooks on every module."""
-    thread = threading.get_ident()
     conv_outputs: dict[int, tuple[str, torch.Tensor]] = {}
     norm_inputs: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
@@ -156,15 +125,11 @@ def _dry_run_pairs(model: nn.Module, network_input: torch.Tensor):
     handles = []
 
     def watch(path: str, module: nn.Module) -> None:
-        @internal_hook
         def pre_hook(mod, inputs):
-            if threading.get_ident() == thread and inputs and torch.is_tensor(inputs[0]):
+            if inputs and torch.is_tensor(inputs[0]):
                 norm_inputs[path] = inputs[0]
 
-        @internal_hook
         def hook(mod, inputs, output):
-            if threading.get_ident() != thread:
-                return
             calls[path] = calls.get(path, 0) + 1
             tensor = first_tensor(output)
             if tensor is not None:
@@ -203,12 +168,7 @@ def _shadow(
     their paths.
     """
     memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    shadow = copy.deepcopy(model, memo)
-    for module in shadow.modules():  # what another thread's render had put on the model
-        _drop_internal_hooks(module)
-        if getattr(module.__dict__.get("forward"), "lucid_redirected", False):
-            del module.__dict__["forward"]
-    shadow.eval()
+    shadow = copy.deepcopy(model, memo).eval()
     modules = dict(shadow.named_modules())
     for conv_path, norm_path in pairs.items():
         conv = modules[conv_path]
@@ -227,16 +187,13 @@ def _replace(root: nn.Module, path: str, module: nn.Module) -> None:
 
 def _record(network: nn.Module, network_input: torch.Tensor, paths: Iterable[str]) -> dict:
     """Outputs of ``paths`` and the network's own output (key ``""``) on one no-grad pass."""
-    thread = threading.get_ident()
     modules = dict(network.named_modules())
     outputs: dict[str, torch.Tensor | None] = {}
     handles = []
     for path in paths:
 
-        @internal_hook
         def hook(module, inputs, output, path=path):
-            if threading.get_ident() == thread:
-                outputs.setdefault(path, first_tensor(output))
+            outputs.setdefault(path, first_tensor(output))
 
         handles.append(modules[path].register_forward_hook(hook))
     finished, output = _one_pass(network, network_input, handles)
@@ -279,35 +236,24 @@ def _build(model: nn.Module, network_input: torch.Tensor) -> FoldedNetwork | Non
         network=shadow,
         pairs=pairs,
         raw_layers=raw,
-        signature=_signature(model),
         image_convs=image_convs,
         modules=dict(shadow.named_modules()),
     )
 
 
-_LOCK = threading.Lock()  # one lookup or build at a time: parallel renders share one shadow
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (signature, shadow)
+def folded_network(network: nn.Module, network_input: torch.Tensor) -> FoldedNetwork | None:
+    """The folded copy of ``network``, or ``None`` if nothing folds.
 
-
-def folded_network(model: nn.Module, network_input: torch.Tensor) -> FoldedNetwork | None:
-    """The folded shadow of ``model`` (frozen and in eval mode), or ``None`` if nothing folds.
-
-    Built on the first call from a dry forward pass on one element of ``network_input`` and
-    cached per model; rebuilt when a module, or a conv / batch norm tensor, has changed since
-    (``_version`` counters catch in-place edits such as an optimizer step or ``load_state_dict``).
-    ``None`` when the model has no conv -> batch norm pair, when it is in training mode, or when
-    the shadow's output differs from the model's.
+    ``network`` is a render's own copy of the model (see
+    :func:`~lucid_widgets.optvis.hooks.shadow_copy`), never a user's model: the dry pass and
+    the check run it. Built from one element of ``network_input``, afresh on every call.
+    ``None`` when there is no conv -> batch norm pair (and no convolution to speed up), when a
+    module is in training mode, when the network cannot be copied, or when the folded copy's
+    outputs differ from the network's.
     """
-    if any(module.training for module in model.modules()):
+    if any(module.training for module in network.modules()):
         return None
-    signature = _signature(model)
-    with _LOCK:
-        cached = _CACHE.get(model)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        try:
-            folded = _build(model, network_input[:1].detach())
-        except Exception:  # noqa: BLE001 (a model that cannot be copied renders unfolded)
-            folded = None
-        _CACHE[model] = (signature, folded)
-    return folded
+    try:
+        return _build(network, network_input[:1].detach())
+    except Exception:  # noqa: BLE001 (a network that cannot be copied renders unfolded)
+        return None

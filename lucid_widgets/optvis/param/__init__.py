@@ -5,13 +5,16 @@ A parameterization returns `(params, image_f)`: `params` is a list of leaf tenso
 images in `[0, 1]`; the building blocks (:func:`pixel_image`, :func:`fft_image`,
 :func:`lowres_tensor`, :func:`laplacian_pyramid`) return raw values to wrap with
 :func:`to_valid_rgb`. Every tensor is created on the current default device, so calling a
-parameterization inside `with torch.device(device):` creates it there.
+parameterization inside `with torch.device(device):` creates it there. Initial values are drawn
+through :func:`randn`, which a seeded render points at its own generator (:func:`seeded`): torch's
+global random state is left alone.
 """
 
 from lucid_widgets.optvis.param.color import decorrelate_color, to_valid_rgb
 from lucid_widgets.optvis.param.cppn import CPPN, composite_activation, cppn
 from lucid_widgets.optvis.param.images import from_image, image
 from lucid_widgets.optvis.param.lowres import laplacian_pyramid, lowres_tensor
+from lucid_widgets.optvis.param.seeding import randn, seeded
 from lucid_widgets.optvis.param.spatial import fft_image, pixel_image, rfft2d_freqs
 
 __all__ = [
@@ -25,6 +28,8 @@ __all__ = [
     "laplacian_pyramid",
     "lowres_tensor",
     "pixel_image",
+    "randn",
     "rfft2d_freqs",
+    "seeded",
     "to_valid_rgb",
 ]

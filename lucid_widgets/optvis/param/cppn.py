@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from lucid_widgets.optvis.param.seeding import randn
 from lucid_widgets.optvis.param.spatial import ParamResult
 
 COORDINATE_RANGE = math.sqrt(3.0)  # linspace(-sqrt(3), sqrt(3)) has unit standard deviation
@@ -82,8 +83,8 @@ class CPPN(nn.Module):
 
     def _add_layer(self, batch: int, in_channels: int, out_channels: int, std: float) -> None:
         # Variance-scaling (fan-in) weights, N(0, 0.1) biases, as Lucid's slim.conv2d scope.
-        self.weights.append(nn.Parameter(torch.randn(batch, out_channels, in_channels) * std))
-        self.biases.append(nn.Parameter(torch.randn(batch, out_channels, 1, 1) * 0.1))
+        self.weights.append(nn.Parameter(randn(batch, out_channels, in_channels, sd=std)))
+        self.biases.append(nn.Parameter(randn(batch, out_channels, 1, 1, sd=0.1)))
 
     def forward(self) -> torch.Tensor:
         values = self.coordinates  # (1, 3, H, W)

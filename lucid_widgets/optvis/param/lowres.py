@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from lucid_widgets.optvis.param.seeding import randn
 from lucid_widgets.optvis.param.spatial import DEFAULT_SD, ParamResult, check_shape
 
 
@@ -106,7 +107,7 @@ def lowres_tensor(
             f"shape {shape} and underlying_shape {underlying} need the same number of dimensions"
         )
     offsets = _offsets(offset, shape, underlying) if offset is not None else None
-    low = (torch.randn(*underlying) * (DEFAULT_SD if sd is None else sd)).requires_grad_(True)
+    low = randn(*underlying, sd=DEFAULT_SD if sd is None else sd).requires_grad_(True)
 
     def tensor_f() -> torch.Tensor:
         tensor = resize_linear(low, shape)

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from lucid_widgets.optvis.param.seeding import randn
+
 ParamResult = tuple[list[torch.Tensor], Callable[[], torch.Tensor]]
 
 DEFAULT_SD = 0.01
@@ -149,7 +151,7 @@ def fft_image(
     """
     batch, channels, height, width = check_shape(shape)
     freqs_shape = rfft2d_freqs(height, width).shape
-    spectrum = torch.randn(batch, channels, *freqs_shape, 2) * _sd(sd)
+    spectrum = randn(batch, channels, *freqs_shape, 2, sd=_sd(sd))
     return fft_from_spectrum(spectrum, height, width, decay_power)
 
 
@@ -161,7 +163,7 @@ def pixel_image(shape: Sequence[int], sd: float | None = None) -> ParamResult:
     (params, image_f)
         `image_f()` returns the raw tensor itself (feed it to :func:`to_valid_rgb`).
     """
-    pixels = (torch.randn(*check_shape(shape)) * _sd(sd)).requires_grad_(True)
+    pixels = randn(*check_shape(shape), sd=_sd(sd)).requires_grad_(True)
     return [pixels], lambda: pixels
 
 
