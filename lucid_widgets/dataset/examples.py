@@ -310,10 +310,25 @@ class _Pass:
                 + (resume if self.key else ""),
                 stacklevel=3,
             )
+        except Exception as error:  # any other failure: keep what is done, then raise it
+            save_quietly(self.result(complete=False), self.root)
+            if self.key is not None:
+                error.add_note(
+                    f"dataset_examples saved its first {self.state.next_index} items as a "
+                    "checkpoint; the same call resumes from there once the cause is fixed."
+                )
+            raise
         finally:
             bar.close()
         result = self.result(complete)
         save_quietly(result, self.root)
+        if self.skipped and complete:
+            name, reason = self.skipped[0]
+            warnings.warn(
+                f"Skipped {len(self.skipped)} unreadable item(s), listed in result.skipped; "
+                f"the first: {name}: {reason}",
+                stacklevel=3,
+            )
         return result
 
     def result(self, complete: bool) -> ExamplesResult:

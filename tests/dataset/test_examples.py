@@ -130,7 +130,7 @@ def test_saved_format_roundtrip(tmp_path):
         model, make_images(12), LAYERS, k=2, cache_dir=tmp_path, progress=False
     )
     meta = json.loads((result.path / "meta.json").read_text())
-    assert meta["format"] == "lucid_widgets.dataset_examples" and meta["version"] == 1
+    assert meta["format"] == "lucid_widgets.dataset_examples" and meta["version"] == 2
     assert [layer["name"] for layer in meta["layers"]] == LAYERS
     with np.load(result.path / "arrays.npz", allow_pickle=False) as arrays:
         assert arrays["layer1.positions_top"].shape == (6, 2, 2)
