@@ -297,9 +297,12 @@ def test_flipped_numpy_views_are_accepted(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
     photo = skimage.data.astronaut()[::4, ::4]
     views = [photo[:, ::-1], photo[::-1], photo]  # negative strides, as users' flips make
-    listed = dataset_examples(model, views, layers=["0"], k=2, progress=False, cache_dir=tmp_path)
-    stacked = dataset_examples(
-        model, np.stack(views)[:, :, ::-1], layers=["0"], k=2, progress=False, cache_dir=tmp_path
-    )
+    options = {"layers": ["0"], "k": 2, "progress": False}
+    listed = dataset_examples(model, views, cache_dir=tmp_path, **options)
+    flipped = np.stack(views)[:, :, ::-1]  # (N, H, W, C) with a negative stride
+    stacked = dataset_examples(model, flipped, cache_dir=tmp_path, **options)
+    copies = [np.ascontiguousarray(view) for view in views]
+    assert_same(listed, dataset_examples(model, copies, cache_dir=False, **options))
+    contiguous = torch.from_numpy(np.ascontiguousarray(flipped))
+    assert_same(stacked, dataset_examples(model, contiguous, cache_dir=False, **options))
     assert listed.layers["0"].values_top.shape == (4, 2)
-    assert stacked.layers["0"].values_top.shape == (4, 2)
