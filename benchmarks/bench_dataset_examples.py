@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lucid_widgets.dataset.examples import dataset_examples  # noqa: E402
-from lucid_widgets.optvis.preprocess import resolve  # noqa: E402
 from lucid_widgets.dataset.sample import default_layers  # noqa: E402
+from lucid_widgets.optvis.preprocess import resolve  # noqa: E402
 
 
 def load_model(device: torch.device) -> tuple[torch.nn.Module, str]:
