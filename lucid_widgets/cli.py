@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -33,13 +35,58 @@ def _load_model(spec: str, weights: str | None, pretrained: bool, device: str | 
     return zoo.load(spec, pretrained=pretrained, weights=weights, device=device)
 
 
+_MAX_SIZE = 4096  # pixels per side: a 4096 x 4096 render already needs gigabytes
+
+
 def _parse_units(text: str) -> list[int]:
-    """``"0-15"``, ``"3,7,9"`` or ``"0-3,8"`` -> unit indices."""
+    """``"0-15"``, ``"3,7,9"`` or ``"0-3,8"`` -> unit indices (an argparse type)."""
     units: list[int] = []
     for part in text.split(","):
-        start, _, end = part.partition("-")
-        units.extend(range(int(start), int(end) + 1) if end else [int(start)])
+        start, dash, end = part.strip().partition("-")
+        if not start.isdigit() or (dash and not end.isdigit()):
+            raise argparse.ArgumentTypeError(
+                f"invalid units {text!r}: give non-negative unit numbers and ranges, "
+                "e.g. 0-15, 3,7,9 or 0-3,8"
+            )
+        first, last = int(start), int(end) if dash else int(start)
+        if last < first:
+            raise argparse.ArgumentTypeError(f"invalid range {part!r}: {last} < {first}")
+        units.extend(range(first, last + 1))
     return units
+
+
+def _bounded(kind: type, low: float, high: float | None = None, above: bool = False):
+    """An argparse type: ``kind`` within ``[low, high]`` (``(low, high]`` when ``above``)."""
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        too_low = value <= low if above else value < low
+        if too_low or (high is not None and value > high) or value != value:  # NaN
+            bound = f"> {low}" if above else f">= {low}"
+            limit = f"{bound} and <= {high}" if high is not None else bound
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be {limit}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its messages
+    return convert
+
+
+def _check_output(text: str) -> Path:
+    """The ``-o`` path, checked before any work: a ``.png`` file name in a writable place."""
+    path = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        raise ValueError(f"-o {text!r} is a directory; give a file name, e.g. {path / 'out.png'}")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"-o {text!r} must be a .png file name, e.g. {path.with_suffix('.png')}")
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if existing == path and not os.access(path, os.W_OK):
+        raise ValueError(f"-o {text!r}: the file exists and is not writable")
+    if existing != path and (not existing.is_dir() or not os.access(existing, os.W_OK)):
+        raise ValueError(f"-o {text!r}: cannot create it under {str(existing)!r}")
+    return path
 
 
 def _render_options(args: argparse.Namespace) -> dict:
@@ -68,10 +115,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_render_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
-    parser.add_argument("--size", type=int, default=128, help="image side in pixels")
-    parser.add_argument("--steps", type=int, default=steps, help="optimizer steps")
-    parser.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (reproducible)")
+    size = _bounded(int, 1, _MAX_SIZE)
+    parser.add_argument("--size", type=size, default=128, help="image side in pixels")
+    parser.add_argument("--steps", type=_bounded(int, 1), default=steps, help="optimizer steps")
+    parser.add_argument("--lr", type=_bounded(float, 0, above=True), default=0.05, help="Adam lr")
+    seed = _bounded(int, 0, 2**63 - 1)
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (reproducible)")
     parser.add_argument("--pixel", action="store_true", help="pixel instead of FFT param")
     parser.add_argument("--no-decorrelate", action="store_true", help="plain RGB colour")
     parser.add_argument("--alpha", action="store_true", help="add a transparency channel")
@@ -84,13 +133,17 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render one objective to a PNG")
     _add_model_arguments(render)
     render.add_argument("objective", help="'layer:unit', or an expression like 'a:1 - 0.5 * a:2'")
-    render.add_argument("--batch", type=int, default=1, help="images rendered at once")
+    render.add_argument("--batch", type=_bounded(int, 1), default=1, help="images at once")
     _add_render_arguments(render, steps=512)
     units = commands.add_parser("units", help="render a grid of a layer's units to a PNG")
     _add_model_arguments(units)
     units.add_argument("layer")
-    units.add_argument("--units", default="0-15", help="e.g. 0-15 or 3,7,9 (default 0-15)")
-    units.add_argument("--batch-size", type=int, default=16, help="units per optimization")
+    units.add_argument(
+        "--units", type=_parse_units, default="0-15", help="e.g. 0-15 or 3,7,9 (default 0-15)"
+    )
+    units.add_argument(
+        "--batch-size", type=_bounded(int, 1), default=16, help="units per optimization"
+    )
     units.add_argument("--kind", default="channel", help="channel, neuron, negative_channel")
     _add_render_arguments(units, steps=256)
     layers = commands.add_parser("layers", help="list a model's layers")
@@ -113,34 +166,41 @@ def _objective(model: nn.Module, text: str):
 def _run(args: argparse.Namespace) -> int:
     from lucid_widgets import display, zoo
     from lucid_widgets.optvis import render, units
+    from lucid_widgets.optvis.activations import check_units
 
     if args.command == "models":
         print(zoo.available())
         return 0
+    output = _check_output(args.output) if args.command in ("render", "units") else None
     model = _load_model(args.model, args.weights, not args.random_weights, args.device)
     if args.command == "layers":
         print(zoo.layer_table(zoo.layers(model)))
         return 0
+    if args.command == "units":  # every unit checked before the first step
+        check_units(args.layer, units.layer_units(model, args.layer), args.units)
     options = _render_options(args)
     if args.command == "render":
         images = render.render_vis(
             model, _objective(model, args.objective), thresholds=(args.steps,), **options
         )
-        path = display.save(images[-1], args.output)
+        path = display.save(images[-1], output)
     else:
         options["param_f"] = None
         grid = units.render_units(
-            model, args.layer, _parse_units(args.units), size=args.size, steps=args.steps,
+            model, args.layer, args.units, size=args.size, steps=args.steps,
             batch_size=args.batch_size, kind=args.kind, **options,
         )  # fmt: skip
-        path = display.save(grid, args.output)
+        path = display.save(grid, output)
     print(f"wrote {path}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lucid-widgets`` console script."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # argparse printed usage and the error (or --help)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return _run(args)
     except (KeyError, ValueError, IndexError, TypeError, RuntimeError, OSError) as error:

@@ -58,6 +58,72 @@ def test_parse_units():
     assert _parse_units("5") == [5]
 
 
+@pytest.fixture
+def no_rendering(monkeypatch):
+    """Any optimization step fails the test: errors must come before the first one."""
+    from lucid_widgets.optvis import render, units
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("rendering started before the arguments were checked")
+
+    monkeypatch.setattr(units, "render_units", forbidden)
+    monkeypatch.setattr(render, "render_vis", forbidden)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--units", "0-100000"], "for layer 'late', which has 16 units (valid: 0..15)"),
+        (["--units", "2,19"], "Unit(s) 19 out of range"),
+        (["--units=-3"], "invalid units '-3'"),
+        (["--units", "5-2"], "invalid range '5-2'"),
+        (["--units", "a"], "invalid units 'a'"),
+        (["--size", "100000"], "100000 is out of range: must be >= 1 and <= 4096"),
+        (["--size", "0"], "0 is out of range"),
+        (["--steps", "0"], "0 is out of range: must be >= 1"),
+        (["--lr", "nan"], "nan is out of range: must be > 0"),
+        (["--seed", str(2**70)], "out of range"),
+        (["--batch-size", "x"], "'x' is not a int"),
+    ],
+)
+def test_bad_numbers_are_one_line_errors_before_any_step(
+    tmp_path, capsys, no_rendering, arguments, message
+):
+    out = tmp_path / "grid.png"
+    assert main(["units", TINY, "late", "-o", str(out), *arguments]) == 2
+    assert message in one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("result", "must be a .png file name, e.g. {tmp}/result.png"),
+        ("somedir/", "is a directory"),
+        ("existing", "is a directory"),
+        ("notes.txt/x.png", "cannot create it under"),
+    ],
+)
+def test_bad_output_paths_fail_before_any_step(tmp_path, capsys, no_rendering, output, message):
+    (tmp_path / "existing").mkdir()
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    for command in (["units", TINY, "late"], ["render", TINY, "conv2:3"]):
+        assert main([*command, "-o", f"{tmp_path}/{output}"]) == 2
+        assert message.format(tmp=tmp_path) in one_line_error(capsys)
+
+
+def test_a_missing_output_folder_is_created(tmp_path):
+    out = tmp_path / "new" / "folder" / "unit.png"
+    assert main(["render", TINY, "conv2:1", "-o", str(out), "--size", "16", "--steps", "1"]) == 0
+    assert out.is_file()
+
+
 def test_python_dash_m_runs():
     result = subprocess.run(
         [sys.executable, "-m", "lucid_widgets", "--help"], capture_output=True, text=True

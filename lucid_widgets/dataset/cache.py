@@ -10,6 +10,7 @@ pickle), under a key that hashes the model's weights, the layers, the dataset an
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -19,6 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from zipfile import BadZipFile
 
 import numpy as np
 from PIL import Image
@@ -34,6 +36,7 @@ from lucid_widgets.zoo.receptive_field import crop as crop_box
 __all__ = [
     "FIELDS",
     "FORMAT",
+    "CorruptEntryError",
     "FORMAT_VERSION",
     "WHICH",
     "array_names",
@@ -49,9 +52,13 @@ __all__ = [
 ]
 
 FORMAT = "lucid_widgets.dataset_examples"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sha256 checksums of arrays.npz and of meta.json itself
 WHICH = ("top", "bottom")  # the two directions kept per unit
 FIELDS = ("values", "indices", "positions")  # the arrays kept per direction
+
+
+class CorruptEntryError(ValueError):
+    """A saved result whose files do not match their checksums (or cannot be parsed)."""
 
 
 def array_names() -> list[str]:
@@ -223,16 +230,30 @@ class ExamplesResult:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> ExamplesResult:
-        """Read a result written by :meth:`save`."""
+        """Read a result written by :meth:`save`.
+
+        Raises
+        ------
+        CorruptEntryError
+            When ``meta.json`` or ``arrays.npz`` does not match its checksum or cannot be read
+            as the format says (flipped bytes, a truncated file, an edited field).
+        ValueError
+            When the directory holds another format or version.
+        """
         directory = Path(directory)
-        meta = json.loads((directory / "meta.json").read_text())
-        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{directory} is not a {FORMAT} v{FORMAT_VERSION} directory "
-                f"(format={meta.get('format')!r}, version={meta.get('version')!r})."
-            )
-        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
-            arrays = dict(npz)
+        meta, blob = _verified_files(directory)
+        try:  # checked bytes that still do not parse: a writer bug, reported the same way
+            with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+                arrays = dict(npz)
+            return cls._from_files(directory, meta, arrays)
+        except (BadZipFile, OSError, ValueError, KeyError, TypeError, IndexError) as error:
+            raise CorruptEntryError(
+                f"Cannot read the dataset-examples entry {directory}: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+    @classmethod
+    def _from_files(cls, directory: Path, meta: dict, arrays: dict) -> ExamplesResult:
         order = arrays["thumbnails.index"].tolist()
         thumbnails = _read_thumbnails(arrays, order)
         input_size = tuple(meta["input_size"])
@@ -261,6 +282,44 @@ class ExamplesResult:
             path=directory,
             info=meta.get("info", {}),
         )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _meta_digest(meta: dict) -> str:
+    """sha256 of the meta's canonical JSON, its own ``checksums.meta`` left out."""
+    checksums = {name: v for name, v in meta.get("checksums", {}).items() if name != "meta"}
+    body = {**meta, "checksums": checksums}
+    return _sha256(json.dumps(body, sort_keys=True, default=str).encode())
+
+
+def _verified_files(directory: Path) -> tuple[dict, bytes]:
+    """``meta.json`` (parsed) and the bytes of ``arrays.npz``, both checked against the meta."""
+    text = (directory / "meta.json").read_text()
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CorruptEntryError(f"{directory / 'meta.json'} is not valid JSON: {error}") from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{directory} is not a {FORMAT} directory (format={found!r}).")
+    if meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{directory} is not a {FORMAT} v{FORMAT_VERSION} directory "
+            f"(version={meta.get('version')!r})."
+        )
+    checksums = meta.get("checksums")
+    if not isinstance(checksums, dict) or checksums.get("meta") != _meta_digest(meta):
+        raise CorruptEntryError(f"{directory / 'meta.json'} does not match its checksum.")
+    blob = (directory / "arrays.npz").read_bytes()
+    if _sha256(blob) != checksums.get("arrays.npz"):
+        raise CorruptEntryError(
+            f"{directory / 'arrays.npz'} does not match its checksum "
+            f"({len(blob)} bytes: flipped or truncated)."
+        )
+    return meta, blob
 
 
 def _layer_arrays(layers: dict[str, LayerExamples]) -> dict[str, np.ndarray]:
@@ -296,7 +355,11 @@ def _write_atomically(directory: Path, arrays: dict[str, np.ndarray], meta: dict
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=directory.parent))
     try:
         np.savez(staging / "arrays.npz", **arrays)
-        (staging / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        blob = (staging / "arrays.npz").read_bytes()
+        meta = json.loads(json.dumps(meta, default=str))  # as it will read back
+        meta["checksums"] = {"arrays.npz": _sha256(blob)}
+        meta["checksums"]["meta"] = _meta_digest(meta)
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1))
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(staging, directory)
@@ -321,8 +384,12 @@ def lookup(root: Path | None, key: str | None, names: dict, resume: bool) -> Exa
         return None
     try:
         cached = ExamplesResult.load(root / key)
-    except (OSError, ValueError, KeyError) as error:
-        warnings.warn(f"Ignoring unreadable cache entry {root / key}: {error}", stacklevel=3)
+    except (OSError, ValueError) as error:  # CorruptEntryError included
+        warnings.warn(
+            f"Ignoring the unreadable cache entry {root / key} and computing it again (it will "
+            f"be overwritten): {error}",
+            stacklevel=3,
+        )
         return None
     if not cached.complete and not resume:
         return None

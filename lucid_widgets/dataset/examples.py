@@ -41,9 +41,10 @@ from lucid_widgets.dataset.cache import (
     preprocess_fields,
     save_quietly,
 )
+from lucid_widgets.dataset.reduce import Candidates, Reducer
 from lucid_widgets.dataset.sample import resolve_layers
 from lucid_widgets.dataset.sources import Batch, DatasetSource, iter_batches, open_dataset, prefetch
-from lucid_widgets.dataset.topk import Layout, PassState, candidates, start_state, thumbnails
+from lucid_widgets.dataset.topk import Layout, PassState, start_state, thumbnails
 from lucid_widgets.optvis.hooks import capture, frozen, model_device
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
 from lucid_widgets.optvis.render import StopSignal, should_stop
@@ -53,24 +54,22 @@ __all__ = ["ExamplesResult", "LayerExamples", "dataset_examples"]
 
 _CHECKPOINT_SECONDS = 600.0
 _CPU_BUDGET_BYTES = 512 * 2**20
-_LOCATE_LATER_ON = ("cpu",)  # device types that find positions only for kept candidates
+_LOCATE_LATER_ON = ("cpu",)  # device types that locate only candidates that can enter
 
 
 def _update(
     state: PassState,
-    acts: dict,
-    layout: Layout,
+    found: Candidates,
     batch: Batch,
     images: torch.Tensor,
     k: int,
     thumb: tuple[int, int],
 ) -> PassState:
     """The state after one batch (``images`` (B, C, H, W) float on the model's device)."""
-    top_values, top_at, bottom_values, bottom_at = candidates(acts, layout, _LOCATE_LATER_ON)
     batch_indices = torch.tensor(batch.indices, dtype=torch.long, device=images.device)
-    indices = batch_indices.expand(top_values.shape[0], -1)  # (units, B)
-    top = state.top.merge(top_values, indices, top_at, k, descending=True)
-    bottom = state.bottom.merge(bottom_values, indices, bottom_at, k, descending=False)
+    indices = batch_indices.expand(found.top.shape[0], -1)  # (units, B)
+    top = state.top.merge(found.top, indices, found.top_at, k, descending=True)
+    bottom = state.bottom.merge(found.bottom, indices, found.bottom_at, k, descending=False)
     used = torch.zeros(batch.next_index, dtype=torch.bool, device=images.device)
     used[top.indices.reshape(-1)] = True  # a mask over the dataset: much faster than unique()
     used[bottom.indices.reshape(-1)] = True
@@ -276,8 +275,9 @@ class _Pass:
         dtype = model_dtype(self.model)
         images = batch.images.to(model_device(self.model), non_blocking=True)
         images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
-        acts = run(self.pre(images))
-        self.state = _update(self.state, acts, self.layout, batch, images, self.k, self.thumb)
+        floors = self.state.top.floor(self.k, True), self.state.bottom.floor(self.k, False)
+        found = run(self.pre(images), *floors)
+        self.state = _update(self.state, found, batch, images, self.k, self.thumb)
 
     def run(self, batch_size: int | None, progress: bool, stop: StopSignal) -> ExamplesResult:
         batch_size = self._setup(batch_size)
@@ -290,7 +290,8 @@ class _Pass:
         )
         batches = prefetch(self._batches(batch_size))
         try:
-            hooked = capture(self.model, self.paths)
+            locate_all = model_device(self.model).type not in _LOCATE_LATER_ON
+            hooked = Reducer(self.model, self.layout, self.k, locate_all)
             with closing(batches), frozen(self.model), torch.no_grad(), hooked as run:
                 for batch in batches:
                     if should_stop(stop):
@@ -309,10 +310,25 @@ class _Pass:
                 + (resume if self.key else ""),
                 stacklevel=3,
             )
+        except Exception as error:  # any other failure: keep what is done, then raise it
+            save_quietly(self.result(complete=False), self.root)
+            if self.key is not None:
+                error.add_note(
+                    f"dataset_examples saved its first {self.state.next_index} items as a "
+                    "checkpoint; the same call resumes from there once the cause is fixed."
+                )
+            raise
         finally:
             bar.close()
         result = self.result(complete)
         save_quietly(result, self.root)
+        if self.skipped and complete:
+            name, reason = self.skipped[0]
+            warnings.warn(
+                f"Skipped {len(self.skipped)} unreadable item(s), listed in result.skipped; "
+                f"the first: {name}: {reason}",
+                stacklevel=3,
+            )
         return result
 
     def result(self, complete: bool) -> ExamplesResult:

@@ -9,6 +9,7 @@ and skips.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -82,11 +83,18 @@ class DatasetSource:
         return self.kind == "iterable" and iter(self.data) is self.data
 
     def items(self, start: int = 0) -> Iterator[tuple[int, object]]:
-        """Yield ``(index, raw item)`` from ``start`` on (an iterable is read and skipped)."""
+        """Yield ``(index, raw item)`` from ``start`` on (an iterable is read and skipped).
+
+        A map-style dataset yields ``(index, fetch)``: calling ``fetch()`` reads the item, so
+        that a failing ``__getitem__`` fails for that item alone (see :func:`iter_batches`).
+        """
         if self.kind == "folder":
             for index in range(start, len(self.names)):
                 yield index, self.names[index]
-        elif self.kind in ("tensor", "map"):
+        elif self.kind == "map":
+            for index in range(start, self.length):
+                yield index, functools.partial(self.data.__getitem__, index)
+        elif self.kind == "tensor":
             for index in range(start, self.length):
                 yield index, self.data[index]
         else:
@@ -169,13 +177,27 @@ def _collate(images: list[torch.Tensor]) -> torch.Tensor | None:
     return torch.stack(images)
 
 
+def _read(source: DatasetSource, item: object, size: tuple[int, int], channels: int):
+    """One item as ``(C, H, W)``; any failure of a map dataset's ``__getitem__`` is that item's.
+
+    Raises :class:`ImageLoadError` (the item is skipped), with the original error as reason.
+    """
+    if source.kind == "map":
+        try:
+            item = item()
+        except Exception as error:  # noqa: BLE001 - a corrupt file, a bad transform: skip it
+            raise ImageLoadError(f"dataset[i] raised {type(error).__name__}: {error}") from error
+    return load_image(item, size, channels)
+
+
 def iter_batches(
     source: DatasetSource, start: int, batch_size: int, size: tuple[int, int], channels: int
 ) -> Iterator[Batch]:
     """Yield batches of loaded images from dataset index ``start`` on; bad items are skipped.
 
     A tensor dataset is sliced (resized a whole batch at a time); other sources are read item by
-    item with :func:`load_image`.
+    item with :func:`load_image`. An item that cannot be read (an exception in a map dataset's
+    ``__getitem__`` included) is skipped and listed with its reason in ``Batch.skipped``.
     """
     if source.kind == "tensor":
         for first in range(start, source.length, batch_size):
@@ -188,7 +210,7 @@ def iter_batches(
     for index, item in source.items(start):
         next_index = index + 1
         try:
-            images.append(load_image(item, size, channels))
+            images.append(_read(source, item, size, channels))
             indices.append(index)
         except ImageLoadError as error:
             skipped.append((source.name(index), str(error)))

@@ -2,13 +2,13 @@
 
 Every unit of every requested layer is stacked into one ``(units, ...)`` ranking, so one sort per
 batch and direction merges all of them. Candidates of a batch are each unit's spatial **max**
-(top) and **min** (bottom) per image, with where they are; merging is a stable sort of the ``k``
+(top) and **min** (bottom) per image, with where they are (computed during the forward pass by
+:mod:`lucid_widgets.dataset.reduce`); merging is a stable sort of the ``k``
 kept and the batch's candidates, so ties go to the earlier image whatever the batch size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,9 +18,7 @@ import torch.nn.functional as F
 from lucid_widgets.dataset.cache import FIELDS, WHICH, ExamplesResult
 from lucid_widgets.optvis.arrays import to_uint8
 
-__all__ = ["Layout", "PassState", "Ranking", "candidates", "start_state", "thumbnails"]
-
-Locate = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (units, rows) -> (S, 2) (y, x)
+__all__ = ["Layout", "PassState", "Ranking", "start_state", "thumbnails"]
 
 
 @dataclass(frozen=True)
@@ -43,29 +41,30 @@ class Ranking:
         self,
         values: torch.Tensor,
         indices: torch.Tensor,
-        positions: torch.Tensor | Locate,
+        positions: torch.Tensor,
         k: int,
         descending: bool,
     ) -> Ranking:
         """Keep the k best of the kept and the new ``(units, B)`` candidates; ties: earlier first.
 
-        ``positions`` is ``(units, B, 2)``, or a function ``locate(units, rows) -> (S, 2)``
-        called for just the candidates that made it in (batch ``rows`` of ``units``).
+        ``positions`` is ``(units, B, 2)``; only those of candidates that make it in are read.
         """
-        kept = self.values.shape[1]
         all_values = torch.cat([self.values, values], 1)  # (units, m + B)
         order = torch.sort(all_values, dim=1, descending=descending, stable=True).indices[:, :k]
         at = order[..., None].expand(-1, -1, 2)
-        if callable(positions):
-            placeholder = self.positions.new_zeros(*values.shape, 2)
-            merged = torch.cat([self.positions, placeholder], 1).gather(1, at)
-            units, ranks = (order >= kept).nonzero(as_tuple=True)
-            if len(units):
-                merged[units, ranks] = positions(units, order[units, ranks] - kept)
-        else:
-            merged = torch.cat([self.positions, positions], 1).gather(1, at)
+        merged = torch.cat([self.positions, positions], 1).gather(1, at)
         all_indices = torch.cat([self.indices, indices], 1)
         return Ranking(all_values.gather(1, order), all_indices.gather(1, order), merged)
+
+    def floor(self, k: int, descending: bool) -> torch.Tensor:
+        """``(units,)``: the value a new candidate must reach to enter (the k-th kept, or none).
+
+        A candidate strictly worse than it can never be kept: the k kept ones beat it.
+        """
+        if self.values.shape[1] < k:
+            bound = -torch.inf if descending else torch.inf
+            return torch.full(self.values.shape[:1], bound, device=self.values.device)
+        return self.values[:, k - 1]
 
 
 @dataclass(frozen=True)
@@ -109,57 +108,6 @@ class Layout:
         counts = [self.slices[p].stop - self.slices[p].start for p in self.paths]
         widths = torch.tensor([self.widths[p] for p in self.paths], device=device)
         return widths.repeat_interleave(torch.tensor(counts, device=device))[:, None]
-
-
-def _yx(flat_index: torch.Tensor, width: torch.Tensor | int) -> torch.Tensor:
-    return torch.stack([flat_index // width, flat_index % width], -1)
-
-
-def _locator(flats: list[torch.Tensor], layout: Layout, find: str) -> Locate:
-    """``locate(units, rows) -> (S, 2)``: the arg-max / min position of stacked ``units``."""
-
-    def locate(units: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        # units come sorted (from nonzero), so each layer's entries are one contiguous run
-        starts = torch.tensor([layout.slices[p].start for p in layout.paths] + [layout.units])
-        bounds = torch.searchsorted(units, starts.to(units.device)).tolist()
-        found = torch.zeros(len(units), 2, dtype=torch.long, device=units.device)
-        for index, (flat, path) in enumerate(zip(flats, layout.paths, strict=True)):
-            first, last = bounds[index], bounds[index + 1]
-            if last > first:
-                picked = flat[rows[first:last], units[first:last] - starts[index]]  # (S', H*W)
-                where = picked.argmax(1) if find == "max" else picked.argmin(1)
-                found[first:last] = _yx(where, layout.widths[path])
-        return found
-
-    return locate
-
-
-def candidates(acts: dict, layout: Layout, locate_later_on: tuple[str, ...]) -> tuple:
-    """Per stacked unit and image ``(units, B)``: spatial max / min and where they are.
-
-    Returns ``(top, top_positions, bottom, bottom_positions)``; positions are ``(units, B, 2)``
-    tensors, or, on the device types in ``locate_later_on`` (CPU: a max with indices costs
-    several times a plain max there), functions that locate only the candidates the merge keeps.
-    """
-    flats = [
-        acts[path].detach().flatten(2) if acts[path].dim() == 4 else acts[path].detach()[..., None]
-        for path in layout.paths
-    ]  # (B, U, H*W)
-    later = flats[0].device.type in locate_later_on
-    if later:
-        top = torch.cat([flat.amax(2) for flat in flats], 1)  # (B, units)
-        bottom = torch.cat([flat.amin(2) for flat in flats], 1)
-        top_at, bottom_at = _locator(flats, layout, "max"), _locator(flats, layout, "min")
-    else:
-        maxima, minima = zip(*[(flat.max(2), flat.min(2)) for flat in flats], strict=True)
-        top = torch.cat([m.values for m in maxima], 1)
-        bottom = torch.cat([m.values for m in minima], 1)
-        widths = layout.unit_widths(top.device)
-        top_at = _yx(torch.cat([m.indices for m in maxima], 1).T, widths)
-        bottom_at = _yx(torch.cat([m.indices for m in minima], 1).T, widths)
-    top = torch.nan_to_num(top.T.float(), nan=-torch.inf)  # (units, B)
-    bottom = torch.nan_to_num(bottom.T.float(), nan=torch.inf)
-    return top, top_at, bottom, bottom_at
 
 
 def thumbnails(images: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -4,101 +4,31 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import skimage.data
 import torch
+from dataset_support import (
+    LAYERS,
+    SIZE,
+    ForwardCounter,
+    assert_same,
+    brute_force,
+    make_images,
+    make_model,
+    write_folder,
+)
 from PIL import Image
 from torch import nn
 
 from lucid_widgets.dataset.examples import ExamplesResult, dataset_examples
 from lucid_widgets.dataset.sources import load_image
-from lucid_widgets.optvis.hooks import LayerNotFoundError, capture
-from lucid_widgets.optvis.preprocess import Preprocess
+from lucid_widgets.optvis.hooks import LayerNotFoundError
 
 # the module itself: `lucid_widgets.dataset.examples` as an attribute is the function
 de = importlib.import_module("lucid_widgets.dataset.examples")
-
-SIZE = 16
-LAYERS = ["0", "3", "7"]  # conv 16x16 (pre-ReLU), conv 8x8 after a pool, linear (B, 5)
-
-
-def make_model(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 5),
-    )
-    model.lucid_preprocess = Preprocess(input_size=(SIZE, SIZE))
-    return model
-
-
-def make_images(count: int = 40, seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(count, 3, SIZE, SIZE, generator=generator)  # (N, C, H, W) in [0, 1]
-
-
-class ForwardCounter:
-    """Counts calls of the model and images through it."""
-
-    def __init__(self, model: nn.Module):
-        self.calls = self.images = 0
-        self.handle = model.register_forward_pre_hook(self)
-
-    def __call__(self, module, inputs) -> None:
-        self.calls += 1
-        self.images += inputs[0].shape[0]
-
-
-def brute_force(model, images, layer, k):
-    """Top / bottom (values, indices, positions) by sorting every image's activation."""
-    pre = model.lucid_preprocess
-    with torch.no_grad(), capture(model, [layer]) as run:
-        acts = run(pre(images))[layer].float()
-    if acts.dim() == 2:
-        acts = acts[:, :, None, None]
-    flat = acts.flatten(2).numpy()  # (N, U, HW)
-    width = acts.shape[3]
-    results = {}
-    for which, reduce, arg, sign in (
-        ("top", np.max, np.argmax, -1),
-        ("bottom", np.min, np.argmin, 1),
-    ):
-        values, where = reduce(flat, 2), arg(flat, 2)  # (N, U)
-        order = [
-            np.lexsort((np.arange(len(images)), sign * values[:, u]))[:k]
-            for u in range(flat.shape[1])
-        ]
-        order = np.stack(order)  # (U, k)
-        unit = np.arange(flat.shape[1])[:, None]
-        positions = np.stack([where[order, unit] // width, where[order, unit] % width], -1)
-        results[which] = (values[order, unit], order, positions)
-    return results
-
-
-def assert_same(result_a, result_b):
-    assert result_a.layers.keys() == result_b.layers.keys()
-    for layer in result_a.layers:
-        a, b = result_a[layer], result_b[layer]
-        for which in ("top", "bottom"):
-            np.testing.assert_allclose(
-                getattr(a, f"values_{which}"), getattr(b, f"values_{which}"), rtol=1e-5, atol=1e-6
-            )
-            np.testing.assert_array_equal(
-                getattr(a, f"indices_{which}"), getattr(b, f"indices_{which}")
-            )
-            np.testing.assert_array_equal(
-                getattr(a, f"positions_{which}"), getattr(b, f"positions_{which}")
-            )
 
 
 @pytest.mark.parametrize("locate_later", [True, False], ids=["cpu-path", "cuda-path"])
@@ -200,7 +130,7 @@ def test_saved_format_roundtrip(tmp_path):
         model, make_images(12), LAYERS, k=2, cache_dir=tmp_path, progress=False
     )
     meta = json.loads((result.path / "meta.json").read_text())
-    assert meta["format"] == "lucid_widgets.dataset_examples" and meta["version"] == 1
+    assert meta["format"] == "lucid_widgets.dataset_examples" and meta["version"] == 2
     assert [layer["name"] for layer in meta["layers"]] == LAYERS
     with np.load(result.path / "arrays.npz", allow_pickle=False) as arrays:
         assert arrays["layer1.positions_top"].shape == (6, 2, 2)
@@ -211,30 +141,6 @@ def test_saved_format_roundtrip(tmp_path):
     assert loaded.thumbnails.keys() == result.thumbnails.keys()
     for index, thumbnail in result.thumbnails.items():
         np.testing.assert_array_equal(loaded.thumbnails[index], thumbnail)
-
-
-def write_folder(root: Path, count: int = 10) -> dict[str, Path]:
-    """Random RGB PNG / JPEG files in nested folders plus gray, RGBA and corrupt files."""
-    rng = np.random.default_rng(0)
-    (root / "a" / "b").mkdir(parents=True)
-    for index in range(count):
-        folder = root / "a" if index % 2 else root / "a" / "b"
-        pixels = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{index:02d}.{'png' if index % 3 else 'jpg'}")
-    special = {
-        "gray": root / "gray.png",
-        "rgba": root / "rgba.png",
-        "corrupt": root / "a" / "corrupt.jpg",
-        "photo": root / "astronaut.png",
-    }
-    Image.fromarray(rng.integers(0, 256, (18, 18), dtype=np.uint8), "L").save(special["gray"])
-    rgba = rng.integers(0, 256, (18, 18, 4), dtype=np.uint8)
-    rgba[:, :, 3] = 0  # fully transparent: composited over white
-    Image.fromarray(rgba, "RGBA").save(special["rgba"])
-    special["corrupt"].write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg" * 10)
-    shutil.copy(Path(skimage.data.__file__).parent / "astronaut.png", special["photo"])
-    (root / "notes.txt").write_text("not an image")
-    return special
 
 
 def test_folder_with_gray_rgba_and_corrupt_files(tmp_path):
@@ -391,9 +297,12 @@ def test_flipped_numpy_views_are_accepted(tmp_path):
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
     photo = skimage.data.astronaut()[::4, ::4]
     views = [photo[:, ::-1], photo[::-1], photo]  # negative strides, as users' flips make
-    listed = dataset_examples(model, views, layers=["0"], k=2, progress=False, cache_dir=tmp_path)
-    stacked = dataset_examples(
-        model, np.stack(views)[:, :, ::-1], layers=["0"], k=2, progress=False, cache_dir=tmp_path
-    )
+    options = {"layers": ["0"], "k": 2, "progress": False}
+    listed = dataset_examples(model, views, cache_dir=tmp_path, **options)
+    flipped = np.stack(views)[:, :, ::-1]  # (N, H, W, C) with a negative stride
+    stacked = dataset_examples(model, flipped, cache_dir=tmp_path, **options)
+    copies = [np.ascontiguousarray(view) for view in views]
+    assert_same(listed, dataset_examples(model, copies, cache_dir=False, **options))
+    contiguous = torch.from_numpy(np.ascontiguousarray(flipped))
+    assert_same(stacked, dataset_examples(model, contiguous, cache_dir=False, **options))
     assert listed.layers["0"].values_top.shape == (4, 2)
-    assert stacked.layers["0"].values_top.shape == (4, 2)

@@ -9,31 +9,20 @@ import pytest
 import skimage.data
 import torch
 import torch.nn.functional as F
+from dataset_support import SIZE
+from dataset_support import make_model as tiny_net
 from PIL import Image
 from torch import nn
 
 from lucid_widgets.dataset.sample import caricature_of, deepdream_of, default_layers, sample_view
 from lucid_widgets.dataset.sources import load_image
 from lucid_widgets.optvis.hooks import LayerNotFoundError, capture
-from lucid_widgets.optvis.preprocess import Preprocess
 
-SIZE = 16
 LABELS = [f"class {index}" for index in range(7)]
 
 
 def make_model() -> nn.Module:
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 5, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(5, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, 7),
-    )
-    model.lucid_preprocess = Preprocess(input_size=(SIZE, SIZE))
+    model = tiny_net(widths=(5, 6, 7))  # SIZE x SIZE input
     model.lucid_labels = LABELS
     return model
 

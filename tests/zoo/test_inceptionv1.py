@@ -209,3 +209,76 @@ def test_metadata(model):
 def test_other_input_sizes_still_give_1008_logits(model):
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 96, 128)).shape == (2, 1008)
+
+
+def plain_inceptionv1(state: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """InceptionV1 written from lucid-facts.md with plain functions on the state dict alone.
+
+    ``x`` is the network input (already ``255 * image - 117``); returns a few layers' outputs.
+    """
+    minus_inf = float("-inf")
+
+    def conv(name, tensor, padding=0, stride=1):
+        weight, bias = state[f"{name}_pre_relu_conv.weight"], state[f"{name}_pre_relu_conv.bias"]
+        return F.conv2d(tensor, weight, bias, stride=stride, padding=padding).clamp(min=0)
+
+    def pool(tensor):  # TensorFlow SAME 3x3 stride 2: pad right / bottom with -inf
+        return F.max_pool2d(F.pad(tensor, (0, 1, 0, 1), value=minus_inf), 3, 2)
+
+    def lrn(tensor, size=9, alpha=9.99999974738e-05, beta=0.5, k=1.0):
+        squares = F.pad(tensor.pow(2), (0, 0, 0, 0, size // 2, (size - 1) // 2))  # channels
+        window = squares.unfold(1, size, 1).sum(-1)  # (B, C, H, W): sum over the channel window
+        return tensor / (k + alpha / size * window).pow(beta)
+
+    def mixed(block, tensor):
+        pooled = F.max_pool2d(F.pad(tensor, (1, 1, 1, 1), value=minus_inf), 3, 1)
+        branches = [
+            conv(f"{block}_1x1", tensor),
+            conv(f"{block}_3x3", conv(f"{block}_3x3_bottleneck", tensor), padding=1),
+            conv(f"{block}_5x5", conv(f"{block}_5x5_bottleneck", tensor), padding=2),
+            conv(f"{block}_pool_reduce", pooled),
+        ]
+        return torch.cat(branches, 1)
+
+    out = {"conv2d0": conv("conv2d0", F.pad(x, (2, 3, 2, 3)), stride=2)}
+    y = conv("conv2d2", conv("conv2d1", lrn(pool(out["conv2d0"]))), padding=1)
+    out["conv2d2"] = y
+    y = pool(lrn(y))
+    for block, *_ in TABLE:
+        if block in ("mixed4a", "mixed5a"):
+            y = pool(y)
+        y = out[block] = mixed(block, y)
+    features = F.avg_pool2d(y, 7).flatten(1)  # (B, 1024)
+    linear = "softmax2_pre_activation_matmul"
+    out["logits"] = F.linear(features, state[f"{linear}.weight"], state[f"{linear}.bias"])
+    return out
+
+
+def test_the_port_computes_what_the_documented_architecture_computes(tmp_path):
+    """A weights file of seeded values through the port and through ``plain_inceptionv1``."""
+    generator = torch.Generator().manual_seed(7)
+    state = {}
+    for key, shape in documented_shapes().items():
+        fan_in = max(1, int(torch.tensor(shape[1:]).prod())) if len(shape) > 1 else 1
+        scale = (2.0 / fan_in) ** 0.5 if key.endswith("weight") else 0.1
+        state[key] = torch.randn(shape, generator=generator) * scale
+    path = tmp_path / "seeded.pth"
+    torch.save(state, path)
+    model = build_inceptionv1(weights=path)
+    image = torch.rand(2, 3, 224, 224, generator=generator)  # (B, 3, H, W) in [0, 1]
+    names = ["conv2d0", "conv2d2", "mixed3a", "mixed4a", "mixed5b"]
+    outputs: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    handles = [
+        modules[name].register_forward_hook(lambda _m, _i, o, name=name: outputs.update({name: o}))
+        for name in names
+    ]
+    with torch.no_grad():
+        outputs["logits"] = model(model.lucid_preprocess(image))
+        expected = plain_inceptionv1(state, image * 255 - 117)
+    for handle in handles:
+        handle.remove()
+    for name in [*names, "logits"]:
+        scale = expected[name].abs().max()
+        assert scale > 0, name  # a dead layer would compare nothing
+        torch.testing.assert_close(outputs[name], expected[name], rtol=1e-4, atol=1e-4 * scale)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 
@@ -154,15 +155,22 @@ def test_unreachable_host_raises_without_download(hub_dir, monkeypatch):
 
 
 def test_probe_gives_up_on_a_blocking_connect(monkeypatch):
-    release = threading.Event()
+    """The connect blocks until released and would then succeed: the probe must not wait for it,
+    and the socket itself must get the probe's timeout."""
+    release, finished = threading.Event(), threading.Event()
+    calls = []
 
     def blocking_connect(address, timeout=None):
-        release.wait(5)
-        raise OSError("released")
+        calls.append((address, timeout))
+        release.wait(60)
+        finished.set()
+        return contextlib.nullcontext()  # a connection: a probe that waited would say online
 
     monkeypatch.setattr(zoo_weights.socket, "create_connection", blocking_connect)
     try:
         assert zoo_weights._probe("example.invalid", 443, timeout=0.05) is False
+        assert not finished.is_set()  # returned while the connect was still blocked
+        assert calls == [(("example.invalid", 443), 0.05)]
     finally:
         release.set()
 

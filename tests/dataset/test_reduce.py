@@ -1,0 +1,86 @@
+"""The in-pass reduction gives exactly the brute-force rankings, also where shortcuts could slip."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+import torch
+from dataset_support import SIZE, brute_force, make_images
+from torch import nn
+
+from lucid_widgets.dataset.examples import dataset_examples
+from lucid_widgets.optvis.preprocess import Preprocess
+
+de = importlib.import_module("lucid_widgets.dataset.examples")
+PATHS = pytest.mark.parametrize("locate_later", [True, False], ids=["cpu-path", "cuda-path"])
+
+
+def assert_matches_brute_force(model, images, layers, k, result):
+    for layer in layers:
+        expected = brute_force(model, images, layer, k)
+        for which in ("top", "bottom"):
+            values, indices, positions = expected[which]
+            examples = result[layer]
+            np.testing.assert_allclose(getattr(examples, f"values_{which}"), values, rtol=1e-6)
+            np.testing.assert_array_equal(getattr(examples, f"indices_{which}"), indices)
+            np.testing.assert_array_equal(getattr(examples, f"positions_{which}"), positions)
+
+
+@PATHS
+def test_layers_followed_by_in_place_ops_are_read_before_them(monkeypatch, locate_later):
+    """The conv's output is changed in place by the ReLU after it and by ``+=`` below."""
+    monkeypatch.setattr(de, "_LOCATE_LATER_ON", ("cpu",) if locate_later else ())
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.relu = nn.ReLU(inplace=True)
+            self.head = nn.Conv2d(3, 4, 3, stride=2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            y += x  # in place on the hooked output
+            return self.head(self.relu(y))
+
+    torch.manual_seed(3)
+    model = Residual().eval()
+    model.lucid_preprocess = Preprocess(input_size=(SIZE, SIZE))
+    images, layers = make_images(33, seed=4), ["conv", "head"]
+    result = dataset_examples(
+        model, images, layers, k=5, batch_size=8, cache_dir=False, progress=False
+    )
+    assert_matches_brute_force(model, images, layers, 5, result)
+
+
+@PATHS
+def test_ties_and_constant_maps_go_to_the_earlier_image(monkeypatch, locate_later):
+    """Repeated images (equal values in and across batches) and a unit that is constant."""
+    monkeypatch.setattr(de, "_LOCATE_LATER_ON", ("cpu",) if locate_later else ())
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
+    with torch.no_grad():
+        model[0].weight[1] = 0  # unit 1 of layer "0": its bias everywhere, every image
+    model.lucid_preprocess = Preprocess(input_size=(SIZE, SIZE))
+    images = make_images(6, seed=6).repeat(4, 1, 1, 1)  # 24 images, each value 4 times
+    for batch_size in (1, 5, 24):
+        result = dataset_examples(
+            model, images, ["0", "2"], k=7, batch_size=batch_size, cache_dir=False, progress=False
+        )
+        assert_matches_brute_force(model, images, ["0", "2"], 7, result)
+    assert result["0"].indices_top[1].tolist() == list(range(7))  # the constant unit
+
+
+def test_nan_activations_rank_last():
+    """A NaN map ranks below every number in both directions, as the merge orders it."""
+    model = nn.Sequential(nn.Conv2d(3, 2, 1)).eval()
+    model.lucid_preprocess = Preprocess(input_size=(4, 4))
+    images = torch.full((5, 3, 4, 4), 0.5)
+    images[2] = float("nan")
+    result = dataset_examples(
+        model, images, "0", k=5, batch_size=2, cache_dir=False, progress=False
+    )
+    assert result["0"].indices_top[:, -1].tolist() == [2, 2]
+    assert result["0"].indices_bottom[:, -1].tolist() == [2, 2]
