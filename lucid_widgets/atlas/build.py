@@ -24,6 +24,7 @@ from lucid_widgets.atlas.links import connections_function
 from lucid_widgets.atlas.merge import merge_shards
 from lucid_widgets.atlas.plan import (
     DEFAULT_BATCH,
+    DEFAULT_SHARD,
     Settings,
     Task,
     check_views,
@@ -181,6 +182,7 @@ def build(
     stop: StopSignal = None,
     callback: Callback = None,
     workers: int | None = None,
+    shard_size: int = DEFAULT_SHARD,
 ) -> Atlas:
     """Precompute an atlas of ``model`` into ``folder``, or resume one where it stopped.
 
@@ -213,6 +215,8 @@ def build(
         ``build`` again); a function called with each finished task's output.
     workers
         Ray executor: number of actors (default: one per CPU, or per GPU of the cluster).
+    shard_size
+        Images per dataset task (a setting: the shards are part of the store).
 
     Returns
     -------
@@ -247,6 +251,7 @@ def build(
         seed=int(seed),
         k=int(k),
         dataset=fingerprint,
+        shard_size=int(shard_size),
     )
     plans = plan_layers(model, layers, units)
     tasks = plan_tasks(plans, views, settings, connections, source and source.length)

@@ -37,7 +37,7 @@ def _plain(value) -> list:
 def _entry(result, fallback_layer: str | None) -> dict:
     units = _plain(result.units)
     return {
-        "layer": getattr(result, "source", None) or fallback_layer,
+        "layer": fallback_layer or getattr(result, "source", None),
         "units": units,
         "strength": [round(float(value), 6) for value in _plain(result.strength)],
         "method": str(getattr(result, "method", "")),
