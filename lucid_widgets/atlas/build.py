@@ -19,8 +19,8 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
+from lucid_widgets.atlas import links
 from lucid_widgets.atlas.files import atomic_write_json, build_lock
-from lucid_widgets.atlas.links import connections_function
 from lucid_widgets.atlas.merge import merge_shards
 from lucid_widgets.atlas.plan import (
     DEFAULT_BATCH,
@@ -131,7 +131,7 @@ def _order(catalog: list[dict], path: str) -> int:
 def _stale(atlas: Atlas) -> set[str]:
     """Tasks to do again: files missing or corrupt, or connections that were unavailable."""
     redo = {problem.task for problem in atlas.check()}
-    if connections_function() is not None:
+    if links.connections_function() is not None:
         redo |= {
             i
             for i, r in atlas.records.items()
