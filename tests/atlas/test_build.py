@@ -18,12 +18,28 @@ def _uint8(images: np.ndarray) -> np.ndarray:
 
 
 def test_image_equals_render_units_with_the_same_seed(tiny_net, tmp_path, fast):
-    store = lw_atlas.build(tiny_net, tmp_path, units=range(8), views=("channel", "negative"),
-                           connections=False, seed=3, **fast)  # fmt: skip
+    store = lw_atlas.build(
+        tiny_net,
+        tmp_path,
+        units=range(8),
+        views=("channel", "negative"),
+        connections=False,
+        seed=3,
+        **fast,
+    )
     assert store.layers == ["early", "late"] and store.units("late") == list(range(8))
     for kind, view in (("channel", "channel"), ("negative_channel", "negative")):
-        expected = render_units(tiny_net, "late", units=range(8), size=24, steps=2, batch_size=4,
-                                kind=kind, seed=3, progress=False)  # fmt: skip
+        expected = render_units(
+            tiny_net,
+            "late",
+            units=range(8),
+            size=24,
+            steps=2,
+            batch_size=4,
+            kind=kind,
+            seed=3,
+            progress=False,
+        )
         got = np.stack([store.image("late", unit, view=view) for unit in range(8)])
         assert got.shape == (8, 24, 24, 3)
         np.testing.assert_array_equal(got, _uint8(expected))
@@ -32,8 +48,9 @@ def test_image_equals_render_units_with_the_same_seed(tiny_net, tmp_path, fast):
 
 def test_all_four_views_and_their_shapes(tiny_net, tmp_path, fast):
     views = ("channel", "negative", "neuron", "diversity")
-    store = lw_atlas.build(tiny_net, tmp_path, layers=["early"], units=[1], views=views,
-                           connections=False, **fast)  # fmt: skip
+    store = lw_atlas.build(
+        tiny_net, tmp_path, layers=["early"], units=[1], views=views, connections=False, **fast
+    )
     assert store.image("early", 1, view="neuron").shape == (24, 24, 3)
     assert store.image("early", 1, view="diversity").shape == (24, 4 * 24, 3)
     assert not np.array_equal(store.image("early", 1), store.image("early", 1, view="neuron"))
@@ -65,8 +82,9 @@ def test_interrupted_build_resumes_without_redoing_a_task(
         if len(seen) == 3:
             stop.set()
 
-    partial = lw_atlas.build(tiny_net, tmp_path / "a", stop=stop, callback=halt_after_three,
-                             **options)  # fmt: skip
+    partial = lw_atlas.build(
+        tiny_net, tmp_path / "a", stop=stop, callback=halt_after_three, **options
+    )
     assert len(ran) == 3 and len(partial.missing()) > 0
     first = list(ran)
     resumed = lw_atlas.build(tiny_net, tmp_path / "a", **options)
@@ -87,10 +105,20 @@ def test_interrupted_build_resumes_without_redoing_a_task(
 
 
 def test_sharded_examples_equal_one_dataset_pass(tiny_net, tmp_path, images, fast):
-    store = lw_atlas.build(tiny_net, tmp_path, units=[0, 5], views=("channel",), dataset=images,
-                           k=3, shard_size=3, connections=False, **fast)  # fmt: skip
-    reference = dataset_examples(tiny_net, images, layers=["early", "late"], k=3, cache_dir=False,
-                                 progress=False)  # fmt: skip
+    store = lw_atlas.build(
+        tiny_net,
+        tmp_path,
+        units=[0, 5],
+        views=("channel",),
+        dataset=images,
+        k=3,
+        shard_size=3,
+        connections=False,
+        **fast,
+    )
+    reference = dataset_examples(
+        tiny_net, images, layers=["early", "late"], k=3, cache_dir=False, progress=False
+    )
     for layer in ("early", "late"):
         for unit in (0, 5):
             for which in ("top", "bottom"):
@@ -133,8 +161,15 @@ def test_connections_unavailable_are_recorded_and_redone_later(
 
 
 def test_put_writes_pictures_back(tiny_net, tmp_path, fast):
-    store = lw_atlas.build(tiny_net, tmp_path, layers=["early"], units=[0], views=("channel",),
-                           connections=False, **fast)  # fmt: skip
+    store = lw_atlas.build(
+        tiny_net,
+        tmp_path,
+        layers=["early"],
+        units=[0],
+        views=("channel",),
+        connections=False,
+        **fast,
+    )
     picture = np.zeros((1, 24, 24, 3), np.float32)
     picture[..., 0] = 1.0
     store.put("early", [5], picture)

@@ -37,8 +37,17 @@ def site(tmp_path_factory) -> Path:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(links, "connections_function", lambda: connections)
-        atlas.build(tiny_net(), root / "store", units=range(4), size=32, steps=2, batch_size=4,
-                    dataset=data, k=3, progress=False)  # fmt: skip
+        atlas.build(
+            tiny_net(),
+            root / "store",
+            units=range(4),
+            size=32,
+            steps=2,
+            batch_size=4,
+            dataset=data,
+            k=3,
+            progress=False,
+        )
     return atlas.export_site(root / "store", root / "site").out
 
 
