@@ -18,6 +18,8 @@ def _uint8(images: np.ndarray) -> np.ndarray:
 
 
 def test_image_equals_render_units_with_the_same_seed(tiny_net, tmp_path, fast):
+    tiny_net.train()
+    tiny_net.relu2.register_forward_hook(lambda *args: None)
     store = lw_atlas.build(
         tiny_net,
         tmp_path,
@@ -28,6 +30,9 @@ def test_image_equals_render_units_with_the_same_seed(tiny_net, tmp_path, fast):
         **fast,
     )
     assert store.layers == ["early", "late"] and store.units("late") == list(range(8))
+    assert tiny_net.training and all(p.requires_grad for p in tiny_net.parameters())
+    assert len(tiny_net.relu2._forward_hooks) == 1  # the user's hook kept, no hook of ours left
+    tiny_net.eval()
     for kind, view in (("channel", "channel"), ("negative_channel", "negative")):
         expected = render_units(
             tiny_net,
