@@ -43,6 +43,7 @@ __all__ = [
     "Preprocess",
     "Step",
     "atlas",
+    "blocks",
     "dataset_examples",
     "grid",
     "iter_units",
@@ -64,6 +65,7 @@ _LAZY = {
     "Microscope": ("lucid_widgets.widget", "Microscope"),
     "LivePreview": ("lucid_widgets.widget", "LivePreview"),
     "zoo": ("lucid_widgets.zoo", None),
+    "blocks": ("lucid_widgets.blocks", None),
     "sample_view": ("lucid_widgets.dataset", "sample_view"),
 }
 

@@ -9,6 +9,7 @@ import pytest
 
 from lucid_widgets import atlas as lw_atlas
 from lucid_widgets.atlas import tasks as atlas_tasks
+from lucid_widgets.blocks.connections import connections
 from lucid_widgets.dataset import dataset_examples
 from lucid_widgets.optvis import render_units
 
@@ -143,26 +144,23 @@ def test_sharded_examples_equal_one_dataset_pass(tiny_net, tmp_path, images, fas
 def test_connections_unavailable_are_recorded_and_redone_later(
     tiny_net, tmp_path, monkeypatch, fast
 ):
-    store = lw_atlas.build(tiny_net, tmp_path, units=[0, 1], views=("channel",), **fast)
-    missing = store.connections("late", 1)
-    assert missing["available"] is False and "blocks" in missing["reason"]
-
-    class Result:
-        units, strength, method = [3, 2], [0.9, 0.4], "test"
-
     from lucid_widgets.atlas import links
 
-    monkeypatch.setattr(links, "connections_function", lambda: lambda *a, **k: Result())
-    store = lw_atlas.build(tiny_net, tmp_path, units=[0, 1], views=("channel",), **fast)
+    options = dict(units=[0, 1], views=("channel",), **fast)
+    with monkeypatch.context() as patch:
+        patch.setattr(links, "connections_function", lambda: None)
+        store = lw_atlas.build(tiny_net, tmp_path, **options)
+    missing = store.connections("late", 1)
+    assert missing["available"] is False and "blocks" in missing["reason"]
+    store = lw_atlas.build(tiny_net, tmp_path, **options)  # the real blocks engine now
     entry = store.connections("late", 1)
-    assert entry["in"] == {
-        "layer": "early",
-        "units": [3, 2],
-        "strength": [0.9, 0.4],
-        "method": "test",
-    }
+    expected = connections(tiny_net, "late", 1, source="relu1", k=8)
+    assert entry["in"]["layer"] == "early" and entry["in"]["method"] == expected.method
+    assert entry["in"]["units"] == [int(u) for u in expected.units]
+    np.testing.assert_allclose(entry["in"]["strength"], expected.strength, atol=1e-5)
     assert "out" not in entry  # the last layer of the atlas has no output layer here
-    assert store.connections("early", 0)["out"]["layer"] == "late"
+    out = store.connections("early", 0)["out"]
+    assert out["layer"] == "late" and len(out["units"]) == 10
 
 
 def test_put_writes_pictures_back(tiny_net, tmp_path, fast):

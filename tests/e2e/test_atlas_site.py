@@ -32,8 +32,8 @@ def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("atlas")
     data = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
-    def connections(model, layer, unit, source=None, k=10, direction="in"):
-        return FakeConnections([unit, (unit + 1) % 4], [1.0, 0.5], source)
+    def connections(model, layer, units, source=None, k=10, direction="in"):
+        return [FakeConnections([unit, (unit + 1) % 4], [1.0, 0.5], source) for unit in units]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(links, "connections_function", lambda: connections)
