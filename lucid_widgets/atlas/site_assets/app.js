@@ -55,7 +55,7 @@
         layer.units.slice(0, 8).map((u) => picture(layer.name, u, A.views[0])));
       return el("a", { class: "layer-row", href: layerUrl(layer.name), "data-name": layer.name }, [
         el("span", { class: "name", text: layer.name }),
-        el("span", { class: "muted", text: layer.units.length + " / " + layer.count + " units" }),
+        el("span", { class: "muted count", text: layer.units.length + " / " + layer.count + " units" }),
         strip,
       ]);
     });
