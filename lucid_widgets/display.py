@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import io
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["grid", "png_bytes", "save", "show", "to_uint8"]
+from lucid_widgets.optvis import arrays
+
+__all__ = ["grid", "in_notebook", "png_bytes", "save", "show", "to_uint8", "unused_path"]
 
 ImagesLike = np.ndarray | torch.Tensor | Sequence[np.ndarray]
 
@@ -21,9 +24,9 @@ ImagesLike = np.ndarray | torch.Tensor | Sequence[np.ndarray]
 def _as_batch(images: ImagesLike) -> np.ndarray:
     """Any of render_vis's outputs -> one ``(N, H, W, C)`` float array in [0, 1]."""
     if isinstance(images, torch.Tensor):  # (B, C, H, W) or (C, H, W)
-        tensor = images.detach().float().cpu()
-        tensor = tensor[None] if tensor.dim() == 3 else tensor
-        images = tensor.permute(0, 2, 3, 1).numpy()
+        tensor = images[None] if images.dim() == 3 else images
+        tensor = tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor
+        images = arrays.to_numpy(tensor)  # (B, H, W, C)
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError("No images to show: the list is empty.")
@@ -41,37 +44,17 @@ def _as_batch(images: ImagesLike) -> np.ndarray:
 
 
 def to_uint8(images: ImagesLike) -> np.ndarray:
-    """``(N, H, W, C)`` uint8 RGB; alpha is composited over a light checkerboard."""
-    array = _as_batch(images).clip(0, 1)
-    if array.shape[-1] == 4:
-        rgb, alpha = array[..., :3], array[..., 3:]
-        height, width = array.shape[1:3]
-        yy, xx = np.mgrid[:height, :width]
-        checker = np.where(((yy // 8) + (xx // 8)) % 2 == 0, 0.95, 0.8)[None, :, :, None]
-        array = rgb * alpha + checker * (1 - alpha)
-    elif array.shape[-1] == 1:
-        array = np.repeat(array, 3, axis=-1)
-    elif array.shape[-1] != 3:
-        array = array[..., :3]  # N-channel: show the first three
-    return (array * 255 + 0.5).astype(np.uint8)
+    """Any of render_vis's outputs -> ``(N, H, W, 3)`` uint8 RGB.
+
+    Grey is repeated, alpha is composited over a light checkerboard, extra channels are dropped
+    (see :func:`lucid_widgets.optvis.arrays.to_uint8`).
+    """
+    return arrays.to_uint8(_as_batch(images), rgb=True)
 
 
 def grid(images: ImagesLike, columns: int | None = None, padding: int = 2) -> np.ndarray:
-    """Tile images into one ``(H, W, 3)`` uint8 array, ``columns`` per row."""
-    batch = to_uint8(images)
-    count, height, width, _ = batch.shape
-    columns = columns or min(count, max(1, math.ceil(math.sqrt(count))))
-    rows = math.ceil(count / columns)
-    canvas = np.full(
-        (rows * (height + padding) - padding, columns * (width + padding) - padding, 3),
-        255,
-        dtype=np.uint8,
-    )
-    for index, picture in enumerate(batch):
-        row, column = divmod(index, columns)
-        top, left = row * (height + padding), column * (width + padding)
-        canvas[top : top + height, left : left + width] = picture
-    return canvas
+    """Tile images into one ``(H, W, 3)`` uint8 array, ``columns`` per row, on white."""
+    return arrays.tile(to_uint8(images), columns, gap=padding, fill=255)
 
 
 def save(images: ImagesLike, path: str | Path, columns: int | None = None) -> Path:
@@ -104,15 +87,51 @@ def png_bytes(images: ImagesLike, columns: int | None = None, min_side: int = 0)
     return buffer.getvalue()
 
 
-def show(images: ImagesLike, columns: int | None = None) -> None:
-    """Display images inline in a notebook (a PNG grid), or say where they went otherwise."""
+def in_notebook() -> bool:
+    """Whether rich output can be displayed: an IPython kernel (Jupyter, VS Code, Colab) runs."""
     try:
         from IPython import get_ipython
-        from IPython.display import Image, display
     except ImportError:
-        get_ipython = None
-    if get_ipython is None or get_ipython() is None:
-        path = save(images, Path.cwd() / "lucid_widgets_show.png", columns)
-        print(f"Not in a notebook: saved the images to {path}")
-        return
-    display(Image(data=png_bytes(images, columns, min_side=128)))
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def unused_path(directory: str | Path, stem: str, suffix: str = ".png") -> Path:
+    """A new file ``stem.suffix`` in ``directory``, else ``stem-1.suffix``, ``stem-2.suffix``...
+
+    The file is created empty (exclusively, so two callers never get the same name) and returned;
+    an existing file is never overwritten.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for number in range(100_000):
+        path = directory / (f"{stem}{suffix}" if number == 0 else f"{stem}-{number}{suffix}")
+        try:
+            with open(path, "x"):
+                return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free name {stem}-N{suffix} left in {directory}")
+
+
+def show(images: ImagesLike, columns: int | None = None) -> Path | None:
+    """Display images inline in a notebook (a PNG grid), or save them to a new file otherwise.
+
+    Outside a notebook the grid goes to ``./lucid_widgets_show.png``, or, when that exists, to
+    the first free ``./lucid_widgets_show-N.png`` (never overwritten; a temporary folder when the
+    current one is not writable). The path is printed and returned.
+    """
+    if in_notebook():
+        from IPython.display import Image, display
+
+        display(Image(data=png_bytes(images, columns, min_side=128)))
+        return None
+    data = png_bytes(images, columns)
+    try:
+        path = unused_path(Path.cwd(), "lucid_widgets_show")
+    except OSError:
+        path = unused_path(tempfile.mkdtemp(prefix="lucid_widgets_"), "lucid_widgets_show")
+    path.write_bytes(data)
+    print(f"Not in a notebook: saved the images to {path}")
+    return path

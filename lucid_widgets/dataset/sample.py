@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from lucid_widgets.dataset.images import as_float, load_image, to_uint8_rgb
+from lucid_widgets.dataset.images import as_float, load_image
+from lucid_widgets.optvis.arrays import to_uint8
 from lucid_widgets.optvis.hooks import capture, frozen, model_device, resolve_layer
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
 from lucid_widgets.zoo.receptive_field import model_dtype
@@ -230,7 +231,7 @@ def sample_view(
         acts = run(pre(batch))
     result = {name: _layer_sample(name, acts[name], top_units, reduce, pre) for name in names}
     return SampleView(
-        image=to_uint8_rgb(batch.float())[0],  # (H, W, 3)
+        image=to_uint8(batch.float(), rgb=True)[0],  # (H, W, 3)
         predictions=_predictions(acts["logits"], getattr(model, "lucid_labels", None), top_classes),
         layers=result,
     )

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lucid_widgets.dataset.cache import FIELDS, WHICH, ExamplesResult
-from lucid_widgets.dataset.images import to_uint8_rgb
+from lucid_widgets.optvis.arrays import to_uint8
 
 __all__ = ["Layout", "PassState", "Ranking", "candidates", "start_state", "thumbnails"]
 
@@ -167,7 +167,7 @@ def thumbnails(images: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     small = images.float()
     if small.shape[-2:] != size:
         small = F.interpolate(small, size=size, mode="area")
-    return to_uint8_rgb(small)
+    return to_uint8(small, rgb=True)
 
 
 def start_state(resumed: ExamplesResult | None, layout: Layout, device: torch.device) -> PassState:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lucid_widgets.optvis import transforms as transforms_module
+from lucid_widgets.optvis.arrays import to_numpy
 from lucid_widgets.optvis.fast.cpu_allocator import tune_cpu_allocator
 from lucid_widgets.optvis.fast.folding import folded_network
 from lucid_widgets.optvis.fast.sparse_backward import skip_zero_branches
@@ -37,7 +38,6 @@ __all__ = [
     "optimize",
     "render_vis",
     "should_stop",
-    "to_numpy",
 ]
 
 ParamFn = Callable[[], tuple[list[torch.Tensor], Callable[[], torch.Tensor]]]
@@ -98,7 +98,8 @@ class Optimization:
     model
         Any ``nn.Module``; it is put in eval mode with frozen weights until :meth:`close`.
     objective
-        An :class:`~lucid_widgets.optvis.objectives.Objective`, a ``"layer:unit"`` string or a callable.
+        An :class:`~lucid_widgets.optvis.objectives.Objective`, a ``"layer:unit"`` string or a
+        callable.
     param_f
         Zero-argument callable returning ``(params, image_f)``; default ``param.image(128)``.
     optimizer
@@ -117,8 +118,8 @@ class Optimization:
         tensors instead.
     fold_batchnorm
         Run a copy of the model with each eval-mode batch norm folded into the convolution
-        before it (see :mod:`lucid_widgets.optvis.fast.folding`); same math, less work per step. The model
-        itself is never changed, and objectives that read a raw convolution output run it.
+        before it (see :mod:`lucid_widgets.optvis.fast.folding`); same math, less work per step.
+        The model itself is never changed, and objectives that read a raw convolution output run it.
     """
 
     def __init__(
@@ -353,11 +354,6 @@ def check_thresholds(thresholds: Iterable[int]) -> tuple[int, ...]:
             f"thresholds must be positive, increasing step counts like (64, 256), got {values}."
         )
     return values
-
-
-def to_numpy(image: torch.Tensor) -> np.ndarray:
-    """``(B, C, H, W)`` tensor in [0, 1] -> ``(B, H, W, C)`` float32 numpy array."""
-    return image.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def render_vis(

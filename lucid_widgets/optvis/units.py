@@ -16,16 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from lucid_widgets.optvis.arrays import to_numpy
 from lucid_widgets.optvis.hooks import capture, frozen, model_device, resolve_layer
 from lucid_widgets.optvis.objective_base import Activations, Objective
 from lucid_widgets.optvis.param import image as image_param
-from lucid_widgets.optvis.render import (
-    Optimization,
-    StopSignal,
-    check_steps,
-    should_stop,
-    to_numpy,
-)
+from lucid_widgets.optvis.render import Optimization, StopSignal, check_steps, should_stop
 
 __all__ = ["UNIT_KINDS", "iter_units", "layer_units", "render_units", "unit_batch_objective"]
 

@@ -14,7 +14,9 @@ from typing import Any
 from torch import nn
 
 __all__ = [
+    "GRID_KINDS",
     "GridConfig",
+    "LiveRun",
     "PreviewConfig",
     "catalog",
     "compile_text",
@@ -28,11 +30,14 @@ __all__ = [
 ]
 
 _PARAMS = ("fft", "pixel")
+GRID_KINDS = ("channel", "neuron")
 
 
 def _check(name: str, value: Any, kind: type, low: float, high: float) -> Any:
     if isinstance(value, bool) and kind is not bool:
         raise ValueError(f"setting {name!r} must be a number, got {value!r}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"setting {name!r} must be a whole number, got {value!r}")
     try:
         value = kind(value)
     except (TypeError, ValueError):
@@ -45,15 +50,14 @@ def _check(name: str, value: Any, kind: type, low: float, high: float) -> Any:
 @dataclass(frozen=True)
 class _Config:
     @classmethod
-    def from_dict(cls, values: dict | None, base: _Config | None = None) -> _Config:
+    def from_dict(cls, values: dict | None) -> _Config:
         """Validated config from a (partial) settings dict; unknown keys raise with valid names."""
         values = dict(values or {})
         names = [field.name for field in fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
             raise ValueError(f"unknown setting(s) {unknown}; valid settings: {', '.join(names)}")
-        merged = {**asdict(base or cls()), **values}
-        return cls(**merged)
+        return cls(**{**asdict(cls()), **values})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +121,8 @@ class GridConfig(_Config):
 
 def unit_kind(kind: str, negative: bool) -> str:
     """Grid toggles -> the engine's unit objective kind (``"negative_neuron"``, ...)."""
-    if kind not in ("channel", "neuron"):
-        raise ValueError(f"grid objective must be 'channel' or 'neuron', got {kind!r}")
+    if kind not in GRID_KINDS:
+        raise ValueError(f"grid objective must be one of {GRID_KINDS}, got {kind!r}")
     return f"negative_{kind}" if negative else kind
 
 
@@ -144,14 +148,70 @@ def _run_options(config: PreviewConfig, overrides: dict) -> dict:
     return options
 
 
+class LiveRun:
+    """A live preview's :class:`~lucid_widgets.optvis.render.Optimization` together with its
+    image parameters ``(params, image_f)`` (what its ``param_f`` returned), which
+    :func:`resume_preview` carries on from.
+
+    What the worker calls (``step``, ``image``, ``close``, ``objective``, ``optimizer``, ...) is
+    the optimization's.
+    """
+
+    def __init__(self, optimization: Any, image_param: tuple) -> None:
+        self.optimization = optimization
+        self.image_param = image_param  # (list of tensors, image_f), what param_f returned
+
+    @property
+    def params(self) -> list:
+        """The image parameters (tensors) being optimized."""
+        return self.image_param[0]
+
+    @property
+    def objective(self) -> Any:
+        return self.optimization.objective
+
+    @objective.setter
+    def objective(self, value: Any) -> None:
+        self.optimization.objective = value
+
+    @property
+    def transforms(self) -> Any:
+        return self.optimization.transforms
+
+    @transforms.setter
+    def transforms(self, value: Any) -> None:
+        self.optimization.transforms = value
+
+    @property
+    def optimizer(self) -> Any:
+        return self.optimization.optimizer
+
+    @property
+    def step_count(self) -> int:
+        return self.optimization.step_count
+
+    @property
+    def closed(self) -> bool:
+        return self.optimization.closed
+
+    def step(self) -> Any:
+        return self.optimization.step()
+
+    def image(self) -> Any:
+        return self.optimization.image()
+
+    def close(self) -> None:
+        self.optimization.close()
+
+
 def make_preview(
     model: nn.Module, objective: Any, config: PreviewConfig, overrides: dict | None = None
-) -> Any:
-    """A new :class:`~lucid_widgets.optvis.render.Optimization` for the live preview.
+) -> LiveRun:
+    """A new live preview run.
 
     ``overrides`` may hold ``param_f``, ``optimizer``, ``transforms``, ``preprocess`` and
     ``redirected_relu_steps`` (what ``LivePreview(..., param_f=...)`` was given); they win over
-    the settings. The run remembers its parameters so that :func:`resume_preview` can carry on
+    the settings. The run keeps its parameters so that :func:`resume_preview` can carry on
     after it was closed.
     """
     import torch
@@ -173,27 +233,25 @@ def make_preview(
         model, objective, param_f=remembered_param_f, optimizer=optimizer, seed=config.seed,
         **_run_options(config, overrides),
     )  # fmt: skip
-    run.lucid_widget_params = made[-1]  # (params, image_f)
-    return run
+    return LiveRun(run, made[-1])
 
 
 def resume_preview(
-    model: nn.Module, previous: Any, config: PreviewConfig, overrides: dict, steps_done: int
-) -> Any:
-    """Carry on a closed preview run: same image parameters and optimizer state, new
-    :class:`~lucid_widgets.optvis.render.Optimization` (the model is frozen again only while it runs)."""
+    model: nn.Module, previous: LiveRun, config: PreviewConfig, overrides: dict, steps_done: int
+) -> LiveRun:
+    """Carry on a closed preview run: same image parameters and optimizer state, a new
+    optimization (the model is frozen again only while it runs)."""
     from lucid_widgets.optvis.render import Optimization
 
-    params = previous.lucid_widget_params
+    image_param = previous.image_param
     options = _run_options(config, overrides)
     relu_steps = options.get("redirected_relu_steps", 16)
     options["redirected_relu_steps"] = max(0, relu_steps - steps_done)
     run = Optimization(
-        model, previous.objective, param_f=lambda: params,
+        model, previous.objective, param_f=lambda: image_param,
         optimizer=lambda _: previous.optimizer, seed=config.seed, **options,
     )  # fmt: skip
-    run.lucid_widget_params = params
-    return run
+    return LiveRun(run, image_param)
 
 
 def set_learning_rate(run: Any, lr: float) -> None:

@@ -12,188 +12,145 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import traitlets
-
 from lucid_widgets.widget.media import BlobWriter, enlarge, example_items
-from lucid_widgets.widget.preview import LivePreview
-from lucid_widgets.widget.traits import binary_trait
 
-__all__ = ["ExamplesMixin"]
+__all__ = ["GRID_VIEWS", "ExamplesPanel"]
 
 GRID_VIEWS = ("visualization", "example")
 
 
-class ExamplesMixin(LivePreview):
-    """Dataset-example state of :class:`~lucid_widgets.widget.Microscope` (not used alone)."""
+class ExamplesPanel:
+    """The Microscope's dataset examples: the dataset, one pass per layer, what the traits show.
 
-    examples_k = traitlets.Int(9).tag(sync=True)
-    examples_status = traitlets.Dict().tag(sync=True)
-    unit_examples = traitlets.Dict().tag(sync=True)
-    unit_examples_blob = binary_trait()
-    grid_view = traitlets.Unicode("visualization").tag(sync=True)
-    grid_examples = traitlets.Dict().tag(sync=True)
-    grid_examples_blob = binary_trait()
+    Owned by a :class:`~lucid_widgets.widget.Microscope` (``widget``), whose traits
+    (``examples_status``, ``unit_examples``, ``grid_examples`` and their blobs) it publishes; the
+    passes run in the widget's worker thread.
+    """
 
-    def _init_examples(self) -> None:
-        self._dataset: Any = None
-        self._dataset_options: dict[str, Any] = {}
-        self._dataset_generation = 0
-        self._examples: dict[str, Any] = {}  # layer (dotted name) -> ExamplesResult
+    def __init__(self, widget: Any, model: Any) -> None:
+        self._widget = widget
+        self._model = model
+        self.dataset: Any = None
+        self._options: dict[str, Any] = {}
+        self._generation = 0
+        self._results: dict[str, Any] = {}  # layer (dotted name) -> ExamplesResult
 
     # ---- public API -------------------------------------------------------------------------
-    def set_dataset(
-        self,
-        dataset: Any,
-        k: int = 9,
-        *,
-        cache_dir: str | os.PathLike | bool | None = None,
-        batch_size: int | None = None,
-        dataset_id: str | None = None,
-    ) -> None:
-        """Show dataset examples: the ``k`` images that excite (and inhibit) each unit most.
-
-        The pass runs in the widget's worker for the current layer (and again for each layer
-        you open); the kernel stays free. Results are cached on disk by
-        :func:`~lucid_widgets.dataset.examples.dataset_examples`.
-
-        Parameters
-        ----------
-        dataset
-            Anything ``dataset_examples`` accepts: an image folder, a tensor ``(N, C, H, W)`` in
-            [0, 1] or uint8 ``(N, H, W, C)``, a torchvision-style dataset, a list of images.
-            ``None`` removes the examples.
-        k
-            Examples kept per unit and direction.
-        cache_dir, batch_size, dataset_id
-            Passed to ``dataset_examples`` (``cache_dir=False`` disables the disk cache).
-        """
+    def set_dataset(self, dataset: Any, k: int, options: dict[str, Any]) -> None:
+        """Use ``dataset`` (None: no examples), ``k`` per unit and direction; ``options`` go to
+        ``dataset_examples`` (see :meth:`Microscope.set_dataset`)."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if isinstance(dataset, (str, os.PathLike)) and not os.path.isdir(dataset):
             raise FileNotFoundError(f"dataset folder {os.fspath(dataset)!r} does not exist")
-        self._dataset = dataset
-        self._dataset_options = {
-            "cache_dir": cache_dir, "batch_size": batch_size, "dataset_id": dataset_id,
-        }  # fmt: skip
-        self._dataset_generation += 1
-        self._examples = {}
+        self.dataset = dataset
+        self._options = dict(options)
+        self._generation += 1
+        self._results = {}
         state = "idle" if dataset is None else "waiting"
-        self._publish(
+        self._widget.publish(
             examples_k=k, examples_status={"state": state, "size": _length(dataset)},
             unit_examples={}, unit_examples_blob=b"", grid_examples={}, grid_examples_blob=b"",
         )  # fmt: skip
-        self._request_examples()
+        self.request()
 
     @property
-    def examples(self) -> Any:
+    def result(self) -> Any:
         """The current layer's :class:`~lucid_widgets.dataset.examples.ExamplesResult`, or None
-        (no dataset, no layer, or still computing: see ``w.examples_status``)."""
-        return self._examples.get(self.layer) if self.layer else None
-
-    @property
-    def dataset(self) -> Any:
-        """The dataset given to :meth:`set_dataset` (None without one)."""
-        return self._dataset
+        (no dataset, no layer, or still computing)."""
+        layer = self._widget.layer
+        return self._results.get(layer) if layer else None
 
     # ---- computing --------------------------------------------------------------------------
-    def _request_examples(self) -> None:
-        layer = self.layer
-        if self._dataset is None or not layer:
+    def request(self) -> None:
+        """Show the current layer's examples: from memory, else a pass in the worker."""
+        layer = self._widget.layer
+        if self.dataset is None or not layer:
             return
-        if layer in self._examples:
-            self._publish_examples()
+        if layer in self._results:
+            self.publish()
             return
-        self._worker.submit("call", self._compute_examples, layer, self._dataset_generation)
+        self._widget.run_in_worker(self._compute, layer, self._generation)
 
-    def _compute_examples(self, layer: str, generation: int) -> None:
+    def _compute(self, layer: str, generation: int) -> None:
         """Worker thread: one pass for ``layer`` (unless the dataset changed meanwhile)."""
-        if generation != self._dataset_generation or layer in self._examples:
+        if generation != self._generation or layer in self._results:
             return
         from lucid_widgets.dataset.examples import dataset_examples
 
-        size = _length(self._dataset)
-        self._publish(examples_status={"state": "running", "layer": layer, "size": size})
+        widget = self._widget
+        size = _length(self.dataset)
+        widget.publish(examples_status={"state": "running", "layer": layer, "size": size})
         try:
             result = dataset_examples(
-                self._model, self._dataset, layers=[layer], k=self.examples_k, progress=False,
-                stop=self._worker.interrupt, **self._dataset_options,
+                self._model, self.dataset, layers=[layer], k=widget.examples_k, progress=False,
+                stop=widget.stop_event, **self._options,
             )  # fmt: skip
         except Exception as error:  # noqa: BLE001 (shown in the widget)
             message = f"{type(error).__name__}: {error}"
-            self._publish(
+            widget.publish(
                 examples_status={"state": "error", "layer": layer, "message": message},
                 message=f"dataset examples: {message}",
             )  # fmt: skip
             return
-        if generation != self._dataset_generation:
+        if generation != self._generation:
             return
         if not result.complete:  # Stop pressed: kept on disk; opening the layer again resumes
             status = {"state": "stopped", "layer": layer, "size": size, "done": result.num_images}
-            self._publish(examples_status=status)
+            widget.publish(examples_status=status)
             return
-        self._examples[layer] = result
-        if layer == self.layer:
-            self._publish_examples()
+        self._results[layer] = result
+        if layer == widget.layer:
+            self.publish()
 
     # ---- publishing -------------------------------------------------------------------------
-    def _publish_examples(self) -> None:
+    def publish(self) -> None:
         """Status, open unit's examples and the grid page's top examples, in one message."""
-        with self._trait_lock:
-            result = self.examples
+        widget = self._widget
+        with widget.trait_lock:
+            result = self.result
             if result is None:
                 return
             status = {
-                "state": "done", "layer": self.layer, "size": result.num_images, "k": result.k,
+                "state": "done", "layer": widget.layer, "size": result.num_images, "k": result.k,
                 "skipped": len(result.skipped), "complete": bool(result.complete),
             }  # fmt: skip
-            self._publish(examples_status=status, **self._unit_payload(), **self._grid_payload())
+            widget.publish(examples_status=status, **self._unit_payload(), **self._grid_payload())
+
+    def publish_unit(self) -> None:
+        """The open unit's examples (after a unit was opened)."""
+        if self.result is not None:
+            with self._widget.trait_lock:
+                self._widget.publish(**self._unit_payload())
+
+    def publish_grid(self) -> None:
+        """The grid page's top examples (after the page changed)."""
+        if self.result is not None:
+            with self._widget.trait_lock:
+                self._widget.publish(**self._grid_payload())
 
     def _unit_payload(self) -> dict[str, Any]:
-        result, unit = self.examples, self.unit
-        if result is None or unit < 0:
-            return {"unit_examples": {}, "unit_examples_blob": b""}
-        examples = result[self.layer]
-        if unit >= examples.units:
+        result, unit, layer = self.result, self._widget.unit, self._widget.layer
+        if result is None or unit < 0 or unit >= result[layer].units:
             return {"unit_examples": {}, "unit_examples_blob": b""}
         blob = BlobWriter()
-        items = example_items(_WithSources(examples, result.sources), unit, blob)
-        info = {"layer": self.layer, "unit": unit, "k": result.k, "items": items}
+        items = example_items(_WithSources(result[layer], result.sources), unit, blob)
+        info = {"layer": layer, "unit": unit, "k": result.k, "items": items}
         return {"unit_examples": info, "unit_examples_blob": blob.blob()}
 
     def _grid_payload(self) -> dict[str, Any]:
-        result = self.examples
+        result, layer = self.result, self._widget.layer
         if result is None:
             return {"grid_examples": {}, "grid_examples_blob": b""}
-        examples = result[self.layer]
+        examples = result[layer]
         blob, items = BlobWriter(), []
-        for unit in self.page_units():
+        for unit in self._widget.page_units():
             if unit >= examples.units or examples.values_top.shape[1] == 0:
                 continue
             entry = blob.add_image(enlarge(examples.crop(unit, 0, "top"), 64))
             items.append({"unit": unit, "value": examples.value(unit, 0, "top"), **entry})
-        info = {"layer": self.layer, "page": self.page, "items": items}
+        info = {"layer": layer, "page": self._widget.page, "items": items}
         return {"grid_examples": info, "grid_examples_blob": blob.blob()}
-
-    def _publish_unit_examples(self) -> None:
-        if self.examples is not None:
-            with self._trait_lock:
-                self._publish(**self._unit_payload())
-
-    def _publish_grid_examples(self) -> None:
-        if self.examples is not None:
-            with self._trait_lock:
-                self._publish(**self._grid_payload())
-
-    @traitlets.validate("grid_view")
-    def _valid_grid_view(self, proposal: dict) -> str:
-        if proposal["value"] not in GRID_VIEWS:
-            raise traitlets.TraitError(
-                f"grid_view must be one of {GRID_VIEWS}, got {proposal['value']!r}"
-            )
-        return proposal["value"]
-
-    def page_units(self) -> list[int]:  # noqa: D102 (Microscope defines it)
-        raise NotImplementedError
 
 
 class _WithSources:

@@ -1,7 +1,7 @@
 """Frames for the widget: images -> small encoded bytes, a throttle, packed thumbnail pages.
 
-Everything here is plain numpy/Pillow: no torch state is touched except in
-:func:`tensor_to_uint8`, which the worker thread calls on the image it just produced.
+Everything here is plain numpy/Pillow (float -> uint8 and tiling come from
+:mod:`lucid_widgets.optvis.arrays`).
 """
 
 from __future__ import annotations
@@ -14,65 +14,18 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from lucid_widgets.optvis.arrays import to_uint8
+
 __all__ = [
     "LossCurve",
     "Throttle",
     "encode",
-    "mosaic",
     "pack_thumbnails",
     "sniff_mime",
-    "tensor_to_uint8",
-    "to_uint8",
     "unpack_thumbnails",
 ]
 
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """``(..., H, W, C)`` floats in [0, 1] -> uint8 of the same shape (rounded, clipped)."""
-    array = np.asarray(images)
-    if array.dtype == np.uint8:
-        return array
-    return (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def tensor_to_uint8(image) -> np.ndarray:
-    """``(B, C, H, W)`` tensor in [0, 1] -> ``(B, H, W, C)`` uint8 numpy (converted on device).
-
-    Converting before the copy moves a quarter of the bytes off the accelerator.
-    """
-    import torch
-
-    with torch.no_grad():
-        pixels = (image.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)  # (B, C, H, W)
-        return pixels.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # (B, H, W, C)
-
-
-def mosaic(images: np.ndarray, gap: int = 2) -> np.ndarray:
-    """Tile ``(B, H, W, C)`` uint8 images into one ``(H', W', C)`` picture, near-square.
-
-    Gaps are transparent for RGBA, else mid-grey.
-    """
-    images = to_uint8(images)
-    if images.ndim != 4:
-        raise ValueError(f"mosaic expects images shaped (B, H, W, C), got {images.shape}")
-    batch, height, width, channels = images.shape
-    if batch == 1:
-        return images[0]
-    columns = math.ceil(math.sqrt(batch))
-    rows = math.ceil(batch / columns)
-    fill = 0 if channels in (2, 4) else 128
-    canvas = np.full(
-        (rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap, channels),
-        fill,
-        dtype=np.uint8,
-    )
-    for index in range(batch):
-        row, column = divmod(index, columns)
-        top, left = row * (height + gap), column * (width + gap)
-        canvas[top : top + height, left : left + width] = images[index]
-    return canvas
 
 
 def _as_pil(array: np.ndarray):

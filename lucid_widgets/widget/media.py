@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lucid_widgets.widget.frames import encode, sniff_mime, to_uint8
+from lucid_widgets.optvis.arrays import to_uint8
+from lucid_widgets.widget.frames import encode, sniff_mime
 
 __all__ = [
     "BlobWriter",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -12,15 +13,24 @@ import traitlets
 from torch import nn
 
 from lucid_widgets.widget import engine
+from lucid_widgets.widget.base import WidgetBase
+from lucid_widgets.widget.examples import GRID_VIEWS, ExamplesPanel
 from lucid_widgets.widget.jobs import GridRequest, PreviewRequest
-from lucid_widgets.widget.sample import SampleMixin, decode_upload
+from lucid_widgets.widget.sample import SamplePanel, dataset_item, decode_upload
 from lucid_widgets.widget.traits import binary_trait
-from lucid_widgets.widget.views import UNIT_VIEWS, build_view, run_config, view_for_grid
+from lucid_widgets.widget.views import (
+    IMAGE_VIEWS,
+    UNIT_VIEWS,
+    UnitView,
+    build_view,
+    run_config,
+    view_for_grid,
+)
 
 __all__ = ["Microscope"]
 
 
-class Microscope(SampleMixin):
+class Microscope(WidgetBase):
     """OpenAI Microscope for any PyTorch model, inside a notebook cell.
 
     Pick a layer to see one feature visualization per unit (rendered in batches, streamed in
@@ -73,6 +83,18 @@ class Microscope(SampleMixin):
     grid_index = traitlets.List(traitlets.Dict()).tag(sync=True)
     grid_progress = traitlets.Dict().tag(sync=True)
     unit_view = traitlets.Unicode("channel").tag(sync=True)
+    # the dataset examples panel (ExamplesPanel)
+    examples_k = traitlets.Int(9).tag(sync=True)
+    examples_status = traitlets.Dict().tag(sync=True)
+    unit_examples = traitlets.Dict().tag(sync=True)
+    unit_examples_blob = binary_trait()
+    grid_view = traitlets.Unicode("visualization").tag(sync=True)
+    grid_examples = traitlets.Dict().tag(sync=True)
+    grid_examples_blob = binary_trait()
+    # the Sample panel (SamplePanel)
+    sample_image = binary_trait()
+    sample_info = traitlets.Dict().tag(sync=True)
+    sample_blob = binary_trait()
 
     def __init__(
         self,
@@ -87,28 +109,40 @@ class Microscope(SampleMixin):
         sample: Any = None,
         **kwargs: Any,
     ) -> None:
-        self._grid_config = engine.GridConfig.from_dict(grid_settings)
-        self._opening = False
+        self._grid_config = engine.GridConfig()  # the grid_settings validator merges into it
         self._syncing_view = False
-        self._init_examples()
-        self._init_sample()
-        kwargs.setdefault("grid_settings", self._grid_config.to_dict())
-        kwargs.setdefault("page_size", int(page_size))
-        super().__init__(model, None, settings=settings, **kwargs)
-        self._rows: dict[str, dict] = {}
+        self._view: UnitView | None = None  # the open unit's view (None before a unit opened)
+        self._rows: dict[str, dict] = {}  # layer name or alias -> catalog row
+        self._examples = ExamplesPanel(self, model)
+        self._sample = SamplePanel(self, model)
+        super().__init__(
+            model, catalog=_catalog, settings=settings, grid_settings=grid_settings or {},
+            page_size=page_size, **kwargs,
+        )  # fmt: skip
         for row in self.layers:
             self._rows.setdefault(row["name"], row)
             if row.get("alias"):
                 self._rows.setdefault(row["alias"], row)
-        if layer:
-            self.layer = layer
-        if dataset is not None:
-            self.set_dataset(dataset, k=examples_k)
-        if sample is not None:
-            self.set_sample(sample)
-
-    def _catalog(self, model: nn.Module) -> list[dict]:
-        return engine.catalog(model)  # the layer browser needs it: errors propagate
+        self._actions.update({
+            "open_unit": lambda content, buffers: self.open_unit(
+                int(content["unit"]), content.get("layer")
+            ),
+            "grid_resume": lambda content, buffers: self._worker.submit("grid_resume"),
+            "unit_view": lambda content, buffers: setattr(
+                self, "unit_view", str(content.get("view"))
+            ),
+            "sample_upload": self._on_upload,
+            "sample_example": lambda content, buffers: self.sample_from_example(
+                int(content["index"])
+            ),
+        })  # fmt: skip
+        with self._constructing():  # a bad layer, dataset or sample leaves no thread behind
+            if layer:
+                self.layer = layer
+            if dataset is not None:
+                self.set_dataset(dataset, k=examples_k)
+            if sample is not None:
+                self.set_sample(sample)
 
     # ---- layer and grid ---------------------------------------------------------------------
     def _row(self, layer: str) -> dict:
@@ -131,9 +165,17 @@ class Microscope(SampleMixin):
 
     @traitlets.validate("grid_kind")
     def _valid_kind(self, proposal: dict) -> str:
-        if proposal["value"] not in ("channel", "neuron"):
+        try:
+            engine.unit_kind(proposal["value"], False)
+        except ValueError as error:
+            raise traitlets.TraitError(f"grid_kind: {error}") from None
+        return proposal["value"]
+
+    @traitlets.validate("grid_view")
+    def _valid_grid_view(self, proposal: dict) -> str:
+        if proposal["value"] not in GRID_VIEWS:
             raise traitlets.TraitError(
-                f"grid_kind must be 'channel' or 'neuron', got {proposal['value']!r}"
+                f"grid_view must be one of {GRID_VIEWS}, got {proposal['value']!r}"
             )
         return proposal["value"]
 
@@ -143,15 +185,15 @@ class Microscope(SampleMixin):
             self.page = 0  # its observer requests the grid
         else:
             self._request_grid()
-            self._publish_grid_examples()
-        self._request_examples()
-        self._request_sample()
+            self._examples.publish_grid()
+        self._examples.request()
+        self._sample.request()
 
     @traitlets.observe("page", "page_size", "grid_kind", "grid_negative")
     def _on_grid_view(self, change: dict) -> None:
         self._request_grid()
         if change["name"] in ("page", "page_size"):
-            self._publish_grid_examples()
+            self._examples.publish_grid()
         else:  # the unit detail's view follows the grid's channel / neuron / negative toggles
             view = view_for_grid(self.unit_view, self.grid_kind, self.grid_negative)
             self._syncing_view = True
@@ -163,16 +205,15 @@ class Microscope(SampleMixin):
     @traitlets.observe("grid_progress")
     def _on_grid_progress(self, change: dict) -> None:
         if change["new"].get("state") == "done":
-            self._refresh_sample_thumbnails()
+            self._sample.refresh_thumbnails()
+
+    @traitlets.validate("grid_settings")
+    def _valid_grid_settings(self, proposal: dict) -> dict:
+        return self._merged(proposal["value"], self._grid_config, "grid settings").to_dict()
 
     @traitlets.observe("grid_settings")
     def _on_grid_settings(self, change: dict) -> None:
-        try:
-            config = engine.GridConfig.from_dict(change["new"])
-        except (ValueError, TypeError) as error:
-            self.message = f"grid settings: {error}"
-            self.grid_settings = self._grid_config.to_dict()
-            return
+        config = engine.GridConfig.from_dict(change["new"])
         if config != self._grid_config:
             self._grid_config = config
             self._request_grid()
@@ -223,18 +264,17 @@ class Microscope(SampleMixin):
         return {unit: pixels.astype(np.float32) / 255.0 for unit, (_, pixels) in cached.items()}
 
     # ---- units ------------------------------------------------------------------------------
-    def unit_objective(self, unit: int, layer: str | None = None) -> str:
-        """The expression a click on ``unit`` opens in the current ``unit_view``, e.g.
-        ``mixed4a:476``, ``-neuron(l, 3)`` or ``l:3 - 100 * diversity(l)``."""
-        row = self._row(layer or self.layer)
-        return build_view(self.unit_view, row, unit, self.grid_kind, None).text
+    def grid_thumbnails(self) -> dict[int, bytes]:
+        """Encoded (JPEG) thumbnails of the current layer's rendered units, current settings."""
+        key = self._grid_key(self.layer, self.grid_kind, self.grid_negative)
+        return {unit: data for unit, (data, _) in self._cache.units(key).items()}
 
     @traitlets.validate("unit_view")
     def _valid_unit_view(self, proposal: dict) -> str:
         view = proposal["value"]
         if view not in UNIT_VIEWS:
             raise traitlets.TraitError(f"unit_view must be one of {UNIT_VIEWS}, got {view!r}")
-        if view in ("deepdream", "caricature") and self._sample_source is None:
+        if view in IMAGE_VIEWS and self._sample.source is None:
             raise traitlets.TraitError(
                 f"the {view} view needs a sample image: set w.sample = image (a path, PIL "
                 "image, array or tensor) or upload one in the Sample panel first"
@@ -248,26 +288,19 @@ class Microscope(SampleMixin):
 
     def _preview_request(self, objective: Any) -> PreviewRequest:
         request = super()._preview_request(objective)
-        if self.unit < 0 or not self.layer or self.objective != self._view.text:
+        view = self._view
+        if view is None or self.unit < 0 or not self.layer or self.objective != view.text:
             return request  # an edited objective runs as written, with the plain settings
-        request.overrides.update(self._view.overrides)
-        request.prepare = self._view.prepare
+        request.overrides.update(view.overrides)
+        request.prepare = view.prepare
         return request
 
     def _run_config(self, config: engine.PreviewConfig) -> engine.PreviewConfig:
-        view = getattr(self, "_view", None)
-        return run_config(config, view.name if view is not None else "channel")
+        return run_config(config, self._view.name if self._view is not None else "channel")
 
     def open_unit(self, unit: int, layer: str | None = None) -> None:
         """Select ``unit`` (of ``layer``, default the current layer) and start optimizing it."""
-        row = self._row(layer or self.layer) if (layer or self.layer) else None
-        if row is None:
-            raise ValueError("no layer selected: set w.layer first or pass layer=")
-        count = row.get("units") or 0
-        if not 0 <= int(unit) < count:
-            raise ValueError(
-                f"unit {unit} is out of range for layer {row['name']!r} (0..{count - 1})"
-            )
+        self._unit_row(int(unit), layer or self.layer)
         self._opening = True
         try:
             with self.hold_sync():
@@ -277,13 +310,35 @@ class Microscope(SampleMixin):
                 size = self._config.size
                 self._view = build_view(
                     self.unit_view, self._row(self.layer), int(unit), self.grid_kind,
-                    self._sample_source, (size, size),
+                    self._sample.source, (size, size),
                 )  # fmt: skip
                 self._set_objective(self._view.objective or self._view.text)
         finally:
             self._opening = False
-        self._publish_unit_examples()
+        self._examples.publish_unit()
         self.restart()
+
+    def _unit_row(self, unit: int, layer: str) -> dict:
+        """The catalog row of ``layer``, after checking that it has a unit ``unit``."""
+        if not layer:
+            raise ValueError("no layer selected: set w.layer first or pass layer=")
+        row = self._row(layer)
+        count = row.get("units") or 0
+        if not 0 <= unit < count:
+            raise ValueError(
+                f"unit {unit} is out of range for layer {row['name']!r} (0..{count - 1})"
+            )
+        return row
+
+    @traitlets.validate("unit")
+    def _valid_unit(self, proposal: dict) -> int:
+        unit = proposal["value"]
+        if unit != -1:  # -1: no unit open
+            try:
+                self._unit_row(unit, self.layer)
+            except ValueError as error:
+                raise traitlets.TraitError(str(error)) from None
+        return unit
 
     @traitlets.observe("unit")
     def _on_unit(self, change: dict) -> None:
@@ -295,26 +350,94 @@ class Microscope(SampleMixin):
         dataset-examples pass (from its checkpoint)."""
         self._worker.submit("grid_resume")
         if self.examples_status.get("state") == "stopped":
-            self._request_examples()
+            self._examples.request()
         if self.objective.strip():
             super().start()
 
-    def _handle_action(self, action: Any, content: dict, buffers: list) -> None:
-        if action == "open_unit":
-            self.open_unit(int(content["unit"]), content.get("layer"))
-        elif action == "grid_resume":
-            self._worker.submit("grid_resume")
-        elif action == "unit_view":
-            try:
-                self.unit_view = str(content.get("view"))
-            except traitlets.TraitError as error:
-                self.message = str(error)
-        elif action == "sample_upload":
+    def _on_upload(self, content: dict, buffers: list) -> None:
+        name = str(content.get("name") or "upload")
+        try:
             if not buffers:
                 raise ValueError("sample upload: no file bytes arrived")
-            name = str(content.get("name") or "upload")
-            self.set_sample(decode_upload(buffers[0]), name)
-        elif action == "sample_example":
-            self.sample_from_example(int(content["index"]))
-        else:
-            super()._handle_action(action, content, buffers)
+            image = decode_upload(buffers[0])
+        except ValueError as error:
+            self._sample.show_error(name, str(error))
+            raise
+        self.set_sample(image, name)
+
+    # ---- dataset examples (ExamplesPanel) ---------------------------------------------------
+    def set_dataset(
+        self,
+        dataset: Any,
+        k: int = 9,
+        *,
+        cache_dir: str | os.PathLike | bool | None = None,
+        batch_size: int | None = None,
+        dataset_id: str | None = None,
+    ) -> None:
+        """Show dataset examples: the ``k`` images that excite (and inhibit) each unit most.
+
+        The pass runs in the widget's worker for the current layer (and again for each layer
+        you open); the kernel stays free. Results are cached on disk by
+        :func:`~lucid_widgets.dataset.examples.dataset_examples`.
+
+        Parameters
+        ----------
+        dataset
+            Anything ``dataset_examples`` accepts: an image folder, a tensor ``(N, C, H, W)`` in
+            [0, 1] or uint8 ``(N, H, W, C)``, a torchvision-style dataset, a list of images.
+            ``None`` removes the examples.
+        k
+            Examples kept per unit and direction.
+        cache_dir, batch_size, dataset_id
+            Passed to ``dataset_examples`` (``cache_dir=False`` disables the disk cache).
+        """
+        options = {"cache_dir": cache_dir, "batch_size": batch_size, "dataset_id": dataset_id}
+        self._examples.set_dataset(dataset, k, options)
+
+    @property
+    def examples(self) -> Any:
+        """The current layer's :class:`~lucid_widgets.dataset.examples.ExamplesResult`, or None
+        (no dataset, no layer, or still computing: see ``w.examples_status``)."""
+        return self._examples.result
+
+    @property
+    def dataset(self) -> Any:
+        """The dataset given to :meth:`set_dataset` (None without one)."""
+        return self._examples.dataset
+
+    # ---- sample image (SamplePanel) ---------------------------------------------------------
+    @property
+    def sample(self) -> np.ndarray | None:
+        """The sample image as the network sees it, ``(H, W, 3)`` uint8 (None before it ran).
+
+        Assign a path, PIL image, numpy array ``(H, W[, C])`` or tensor ``(C, H, W)`` to run it
+        through the network (in the widget's worker); ``None`` clears it.
+        """
+        view = self._sample.view
+        return None if view is None else view.image
+
+    @sample.setter
+    def sample(self, image: Any) -> None:
+        self.set_sample(image)
+
+    @property
+    def sample_view(self) -> Any:
+        """The :class:`~lucid_widgets.dataset.sample.SampleView` of the current layer (or None)."""
+        return self._sample.view
+
+    def set_sample(self, image: Any, name: str | None = None) -> None:
+        """Run ``image`` through the network and show it in the Sample panel (see ``sample``)."""
+        self._sample.set(image, name)
+
+    def sample_from_example(self, index: int) -> None:
+        """Use the dataset image ``index`` (e.g. a dataset example) as the sample image."""
+        if self._examples.dataset is None:
+            raise ValueError("no dataset: call w.set_dataset(dataset) first")
+        item = dataset_item(self._examples.dataset, self._examples.result, int(index))
+        self.set_sample(item, f"#{index}")
+
+
+def _catalog(model: nn.Module) -> tuple[list[dict], str]:
+    """The layer catalog (the layer browser needs it: errors propagate)."""
+    return engine.catalog(model), ""

@@ -15,14 +15,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from lucid_widgets.widget.frames import (
-    LossCurve,
-    Throttle,
-    encode,
-    mosaic,
-    sniff_mime,
-    tensor_to_uint8,
-)
+from lucid_widgets.optvis.arrays import tile, to_uint8
+from lucid_widgets.widget.frames import LossCurve, Throttle, encode, sniff_mime
 
 __all__ = ["FramePublisher"]
 
@@ -57,6 +51,9 @@ class FramePublisher:
         self._busy = False
         self._closed = False
         self.thread = threading.Thread(target=self._loop, name="lucid-widget-frames", daemon=True)
+
+    def start(self) -> None:
+        """Start the frame thread."""
         self.thread.start()
 
     def post(
@@ -64,8 +61,13 @@ class FramePublisher:
     ) -> None:
         """Offer a ``(B, C, H, W)`` image in [0, 1] plus traits to send with it.
 
-        Replaces any frame still waiting. ``final`` frames skip the throttle.
+        Replaces any frame still waiting. ``final`` frames skip the throttle. Once the thread
+        has ended (:meth:`close`), final frames are sent at once from the caller's thread.
         """
+        if self._closed and not self.thread.is_alive():
+            if final:
+                self._send(image, curve, dict(traits), final)
+            return
         with self._condition:
             if self._pending is not None and self._pending[3] and not final:
                 return  # never let a running frame overtake a final one
@@ -87,7 +89,7 @@ class FramePublisher:
             if self._pending is not None and not self._pending[3]:
                 self._pending = None
             self._condition.notify_all()
-        if threading.current_thread() is not self.thread:
+        if self.thread.ident is not None and threading.current_thread() is not self.thread:
             self.thread.join(timeout)
 
     def _next_item(self) -> tuple[Any, LossCurve | None, dict, bool] | None:
@@ -122,8 +124,8 @@ class FramePublisher:
                     self._condition.notify_all()
 
     def _send(self, image: Any, curve: LossCurve | None, traits: dict, final: bool) -> int:
-        pixels = tensor_to_uint8(image)  # (B, H, W, C)
-        data = encode(mosaic(pixels), self.frame_format, self.quality)
+        pixels = to_uint8(image)  # (B, H, W, C), converted on the image's device
+        data = encode(tile(pixels, fill=128), self.frame_format, self.quality)
         batch, height, width = pixels.shape[:3]
         meta = {
             "batch": batch, "width": width, "height": height,

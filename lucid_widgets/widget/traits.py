@@ -6,7 +6,11 @@ from typing import Any
 
 import traitlets
 
-__all__ = ["binary_trait", "bytes_from_json"]
+__all__ = ["SettingsError", "binary_trait", "bytes_from_json"]
+
+
+class SettingsError(traitlets.TraitError, ValueError):
+    """A bad widget setting (a ``TraitError`` for traitlets, a ``ValueError`` for callers)."""
 
 
 def bytes_from_json(value: Any, widget: Any) -> bytes:

@@ -15,8 +15,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from lucid_widgets.optvis.arrays import to_uint8
 from lucid_widgets.widget import engine
-from lucid_widgets.widget.frames import Throttle, encode, pack_thumbnails, tensor_to_uint8
+from lucid_widgets.widget.frames import Throttle, encode, pack_thumbnails
 from lucid_widgets.widget.jobs import (
     GridJob,
     GridRequest,
@@ -39,9 +40,9 @@ class Worker:
     ----------
     model
         The network.
-    publish
-        ``publish(**traits)``, called from the worker thread to update the widget (the widget
-        batches them in one message). Held weakly through ``owner``.
+    owner
+        The widget, held weakly; ``owner.publish(**traits)`` is called from the worker thread to
+        update it (in one message).
     cache
         Where grid thumbnails go (shared with the widget, which reads it).
     clock
@@ -52,7 +53,6 @@ class Worker:
         self,
         model: Any,
         owner: Any,
-        publish_name: str,
         cache: ThumbnailCache,
         clock: Callable[[], float] | None = None,
         fps: float = 20.0,
@@ -60,7 +60,6 @@ class Worker:
     ) -> None:
         self.model = model
         self._owner = weakref.ref(owner)
-        self._publish_name = publish_name
         self.cache = cache
         self.frame_format = frame_format
         options = {} if clock is None else {"clock": clock}
@@ -77,6 +76,10 @@ class Worker:
         # ends early; cleared when the queued "stop" is applied (calls queued later run)
         self.interrupt = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="lucid-widget-worker", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker and frame threads (commands submitted before wait in the queue)."""
+        self.publisher.start()
         self.thread.start()
 
     # ---- called from any thread -------------------------------------------------------------
@@ -95,6 +98,9 @@ class Worker:
         """End the thread (closing every run, which restores the model) and wait for it."""
         self.interrupt.set()
         self.submit("close")
+        if self.thread.ident is None:  # never started: nothing runs, nothing to restore
+            self.publisher.close(timeout)
+            return
         if threading.current_thread() is not self.thread:
             self.thread.join(timeout)
             self.publisher.close(timeout)
@@ -116,7 +122,7 @@ class Worker:
     def _publish(self, **traits: Any) -> None:
         owner = self._owner()
         if owner is not None:
-            getattr(owner, self._publish_name)(**traits)
+            owner.publish(**traits)
 
     def _has_work(self) -> bool:
         return bool((self.preview and self.preview.active) or (self.grid and self.grid.active))
@@ -251,10 +257,6 @@ class Worker:
         self.publisher.throttle.reset()
         self._publish(status="running", running=True, total_steps=preview.total)
 
-    def _on_pause(self) -> None:
-        if self.preview is not None and self.preview.active:
-            self._finish_preview("paused")
-
     def _on_grid(self, request: GridRequest) -> None:
         if self.grid is not None and self.grid.batch is not None:
             self.grid.batch.close()
@@ -334,7 +336,7 @@ class Worker:
             traceback.print_exception(error)
 
     def _finish_batch(self, grid: GridJob) -> None:
-        pixels = tensor_to_uint8(grid.batch.image())  # (b, H, W, C)
+        pixels = to_uint8(grid.batch.image())  # (b, H, W, C)
         grid.batch.close()
         grid.batch = None
         for unit, picture in zip(grid.batch_units, pixels, strict=True):

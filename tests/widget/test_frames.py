@@ -1,4 +1,4 @@
-"""Frame encoding, mosaics, throttling (with a fake clock), loss decimation, thumbnail packing."""
+"""Frame encoding, throttling (with a fake clock), loss decimation, thumbnail packing."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from fakes import FakeClock
 from PIL import Image
 
+from lucid_widgets.optvis.arrays import to_uint8
 from lucid_widgets.widget.frames import (
     LossCurve,
     Throttle,
     encode,
-    mosaic,
     pack_thumbnails,
     sniff_mime,
-    tensor_to_uint8,
-    to_uint8,
     unpack_thumbnails,
 )
 
@@ -61,27 +58,6 @@ def test_small_jpeg_frames():
 def test_sniff_mime_rejects_other_bytes():
     with pytest.raises(ValueError, match="not a PNG"):
         sniff_mime(b"GIF89a....")
-
-
-def test_mosaic_layouts():
-    images = np.zeros((4, 5, 6, 3), dtype=np.uint8)
-    images[3] = 255
-    canvas = mosaic(images, gap=2)
-    assert canvas.shape == (2 * 5 + 2, 2 * 6 + 2, 3)
-    assert canvas[-1, -1].tolist() == [255, 255, 255]  # last tile bottom-right
-    assert canvas[5, 0].tolist() == [128, 128, 128]  # grey gap
-    assert mosaic(images[:1]).shape == (5, 6, 3)
-    assert mosaic(images[:3]).shape == (12, 14, 3)  # 2 columns, 2 rows
-    with pytest.raises(ValueError, match=r"\(B, H, W, C\)"):
-        mosaic(images[0])
-
-
-def test_tensor_to_uint8_is_bhwc():
-    image = torch.zeros(2, 3, 4, 5)
-    image[1, 0] = 1.0
-    pixels = tensor_to_uint8(image)
-    assert pixels.shape == (2, 4, 5, 3) and pixels.dtype == np.uint8
-    assert pixels[1, 0, 0].tolist() == [255, 0, 0]
 
 
 def test_throttle_bounds_frames_per_second_without_timing():
