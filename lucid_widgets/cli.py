@@ -149,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     layers = commands.add_parser("layers", help="list a model's layers")
     _add_model_arguments(layers)
     commands.add_parser("models", help="list the zoo's models")
+    from lucid_widgets.atlas import cli as atlas_cli
+
+    atlas_cli.add_parser(commands, _add_model_arguments)
     return parser
 
 
@@ -171,6 +174,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "models":
         print(zoo.available())
         return 0
+    if args.command == "atlas":
+        from lucid_widgets.atlas import cli as atlas_cli
+
+        return atlas_cli.run(args, _load_model)
     output = _check_output(args.output) if args.command in ("render", "units") else None
     model = _load_model(args.model, args.weights, not args.random_weights, args.device)
     if args.command == "layers":
