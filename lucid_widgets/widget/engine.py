@@ -181,7 +181,8 @@ def resume_preview(
     model: nn.Module, previous: Any, config: PreviewConfig, overrides: dict, steps_done: int
 ) -> Any:
     """Carry on a closed preview run: same image parameters and optimizer state, new
-    :class:`~lucid_widgets.optvis.render.Optimization` (the model is frozen again only while it runs)."""
+    :class:`~lucid_widgets.optvis.render.Optimization` (the model is frozen again only while it
+    runs)."""
     from lucid_widgets.optvis.render import Optimization
 
     params = previous.lucid_widget_params

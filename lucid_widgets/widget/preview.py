@@ -40,7 +40,6 @@ if not (_STATIC / "widget.js").is_file() or not (_STATIC / "widget.css").is_file
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
-
 class LivePreview(anywidget.AnyWidget):
     """A live feature-visualization run with its objective editor.
 

@@ -1,6 +1,7 @@
 """A sample image through the network, in the Microscope: ``w.sample = image`` or an upload.
 
-The forward pass (:func:`lucid_widgets.dataset.sample.sample_view`) runs in the widget's worker thread.
+The forward pass (:func:`lucid_widgets.dataset.sample.sample_view`) runs in the widget's worker
+thread.
 The panel shows the image as the network sees it, the top predictions, and for the selected layer
 the units the image excites most: their activation values, an activation-map overlay per unit and
 their grid thumbnail when it has been rendered. Everything is in synced traits (binary images

@@ -2,7 +2,8 @@
 
 ``channel`` and ``neuron`` maximize the unit; ``negative`` minimizes it; ``diversity`` renders a
 batch of four images pushed apart by ``- 100 * diversity(layer)``; ``deepdream`` starts from the
-sample image and amplifies what the layer sees in it (:func:`lucid_widgets.dataset.sample.deepdream_of`);
+sample image and amplifies what the layer sees in it
+(:func:`lucid_widgets.dataset.sample.deepdream_of`);
 ``caricature`` inverts the layer's activations of the sample image
 (:func:`lucid_widgets.dataset.sample.caricature_of`). All of them run through the same live preview.
 """
