@@ -37,7 +37,7 @@ def side_by_side(budget: int, seed: int, columns: int) -> Path:
         images = np.load(saved)[f"b{budget}"][:columns]
         if images.shape[1] != 128:  # MACO's canvas is larger: same size in the picture
             tensor = torch.as_tensor(images).permute(0, 3, 1, 2).float()
-            tensor = torch.nn.functional.interpolate(tensor, size=128, antialias=True, mode="area")
+            tensor = torch.nn.functional.interpolate(tensor, size=128, mode="area")
             images = tensor.permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy()
         rows.append(grid(images, columns=columns))
     path = DOCS / "fidelity_lucent_vs_ours.jpg"
