@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["randn", "seeded"]
+__all__ = ["rand", "randn", "seeded"]
 
 _GENERATOR: contextvars.ContextVar[torch.Generator | None] = contextvars.ContextVar(
     "lucid_widgets_param_generator", default=None
@@ -33,14 +33,23 @@ def seeded(generator: torch.Generator | None) -> Iterator[None]:
         _GENERATOR.reset(token)
 
 
+def _draw(sampler, shape: tuple[int, ...]) -> torch.Tensor:
+    generator = _GENERATOR.get()
+    if generator is None:
+        return sampler(*shape)
+    values = sampler(*shape, generator=generator, device="cpu")
+    return values.to(torch.get_default_device())
+
+
+def rand(*shape: int) -> torch.Tensor:
+    """Uniform ``[0, 1)`` values of ``shape`` on the default device, drawn as :func:`randn`."""
+    return _draw(torch.rand, shape)
+
+
 def randn(*shape: int, sd: float = 1.0) -> torch.Tensor:
     """``N(0, sd)`` values of ``shape`` on the default device.
 
     Drawn on CPU from the generator set by :func:`seeded` (so a seed gives the same values on
     every device) and moved; without one, from torch's global generator, as ``torch.randn``.
     """
-    generator = _GENERATOR.get()
-    if generator is None:
-        return torch.randn(*shape) * sd
-    values = torch.randn(*shape, generator=generator, device="cpu") * sd
-    return values.to(torch.get_default_device())
+    return _draw(torch.randn, shape) * sd
