@@ -1,14 +1,15 @@
 // lucid_widgets front end: Microscope (layer browser + unit grid + unit detail) and LivePreview.
 // Bundled by esbuild into lucid_widgets/static/widget.js (npm run build); no runtime fetches.
-import { Bindings, h, toBytes } from "./dom";
-import { unitExamples, unitViews } from "./examples";
-import { unitGrid } from "./grid";
-import { layerBrowser } from "./layers";
-import { previewPanel } from "./preview";
-import { samplePanel } from "./sample";
-import type { AnyModel, RenderProps } from "./types";
+import { unitExamples, unitViews } from "./examples/examples";
+import { unitGrid } from "./microscope/grid";
+import { layerBrowser } from "./microscope/layers";
+import { previewPanel } from "./preview/preview";
+import { samplePanel } from "./sample/sample";
+import { toBytes } from "./shared/binary";
+import { Bindings, h } from "./shared/dom";
+import type { AnyModel, RenderProps } from "./shared/types";
 
-export type { AnyModel, WidgetTraits } from "./types";
+export type { AnyModel, WidgetTraits } from "./shared/types";
 
 function topBar(model: AnyModel, bindings: Bindings): HTMLElement {
   const name = h("span", { class: "lw-model-name", "data-testid": "lw-model-name" });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up lucid_widgets on a fresh machine: torch, the JS build, the package (+ test tools).
 #   bash scripts/setup.sh          # the package and JupyterLab: what the main job needs
-#   bash scripts/setup.sh --test   # plus the test extra and a headless Chromium for e2e tests
+#   bash scripts/setup.sh --test   # plus the TypeScript typecheck, the test extra and a headless
+#                                  # Chromium for the e2e tests (.ci/run calls this)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -16,12 +17,15 @@ if [ -f package.json ]; then
 fi
 
 if [ "${1:-}" = "--test" ]; then
+  if [ -f package.json ]; then
+    npm run --silent typecheck # tsc --noEmit: fails the set-up (and CI) on a type error
+  fi
   "$PYTHON" -m pip install --quiet -e ".[test]"
   if ! [ -x /usr/bin/chromium ]; then
     if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     else
-      echo "setup: /usr/bin/chromium is missing; the e2e tests will be skipped" >&2
+      echo "setup: /usr/bin/chromium is missing; the e2e tests skip (and fail under CI=true)" >&2
     fi
   fi
 else

@@ -213,7 +213,8 @@ def test_the_guard_finds_a_cycle_within_a_layer(fake_package: Path) -> None:
     _write(fake_package, "widget/a.py", "from lucid_widgets.widget import b\n")
     _write(fake_package, "widget/b.py", "def g():\n    from lucid_widgets.widget.a import x\n")
     cycles = import_cycles(fake_package)
-    assert cycles == [["lucid_widgets.widget.a", "lucid_widgets.widget.b", "lucid_widgets.widget.a"]]
+    a, b = "lucid_widgets.widget.a", "lucid_widgets.widget.b"
+    assert cycles == [[a, b, a]]
 
 
 def test_the_guard_finds_private_imports_and_clashes(fake_package: Path) -> None:

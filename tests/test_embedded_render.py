@@ -9,6 +9,8 @@ import lucid_widgets as lw
 from lucid_widgets.optvis.hooks import capture
 from lucid_widgets.optvis.objective_base import Activations
 
+pytestmark = pytest.mark.slow  # every test here runs the real embedded model
+
 
 @pytest.fixture(scope="module")
 def model():

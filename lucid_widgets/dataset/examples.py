@@ -139,7 +139,8 @@ def dataset_examples(
         and listed in ``result.skipped``.
     layers
         A layer name or list of names (aliases or dotted paths, or ``"logits"``); every unit of
-        each. Default: the model's browsable layers (:func:`lucid_widgets.dataset.sample.default_layers`).
+        each. Default: the model's browsable layers
+        (:func:`lucid_widgets.dataset.sample.default_layers`).
     k
         Examples kept per unit and direction.
     batch_size

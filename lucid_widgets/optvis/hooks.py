@@ -55,8 +55,8 @@ def internal_hook(function):
     """Mark a hook as lucid_widgets' own (transient); copies of a model leave such hooks out.
 
     A model's own hooks belong to the model and go with it into the folded copy that renders
-    run (see :mod:`lucid_widgets.optvis.fast.folding`); a capture hook of a render in another thread must
-    not.
+    run (see :mod:`lucid_widgets.optvis.fast.folding`); a capture hook of a render in another
+    thread must not.
     """
     function.lucid_internal = True
     return function

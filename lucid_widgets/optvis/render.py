@@ -98,7 +98,8 @@ class Optimization:
     model
         Any ``nn.Module``; it is put in eval mode with frozen weights until :meth:`close`.
     objective
-        An :class:`~lucid_widgets.optvis.objectives.Objective`, a ``"layer:unit"`` string or a callable.
+        An :class:`~lucid_widgets.optvis.objectives.Objective`, a ``"layer:unit"`` string or a
+        callable.
     param_f
         Zero-argument callable returning ``(params, image_f)``; default ``param.image(128)``.
     optimizer
@@ -117,8 +118,8 @@ class Optimization:
         tensors instead.
     fold_batchnorm
         Run a copy of the model with each eval-mode batch norm folded into the convolution
-        before it (see :mod:`lucid_widgets.optvis.fast.folding`); same math, less work per step. The model
-        itself is never changed, and objectives that read a raw convolution output run it.
+        before it (see :mod:`lucid_widgets.optvis.fast.folding`); same math, less work per step.
+        The model itself is never changed, and objectives that read a raw convolution output run it.
     """
 
     def __init__(

@@ -335,7 +335,8 @@ def receptive_field_boxes(
     model, layer
         The network and a layer name (dotted path or alias).
     preprocess
-        Gives the input size and channels; defaults to :func:`lucid_widgets.optvis.preprocess.resolve`.
+        Gives the input size and channels; defaults to
+        :func:`lucid_widgets.optvis.preprocess.resolve`.
     method
         ``"auto"`` (analytic for plain conv chains, else measured), ``"analytic"`` or
         ``"measured"``.

@@ -7,7 +7,6 @@ test's files end in ``-failed``.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import re
 import shutil
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also under --import-mode=importlib
 
-from e2e_harness import CHROMIUM_PATH, LabNotebook, chromium_browser, new_page
+from e2e_harness import LabNotebook, browser_unavailable, chromium_browser, new_page, on_ci
 from e2e_server import JupyterLabServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,28 +30,31 @@ _E2E_DIR = Path(__file__).resolve().parent
 _SHARED_PAGES: list[Any] = []
 
 
-def _skip_reason() -> str | None:
-    if not CHROMIUM_PATH.exists():
-        return f"{CHROMIUM_PATH} is missing (install it with `apt-get install -y chromium`)"
-    for module in ("playwright", "jupyterlab", "anywidget"):
-        if importlib.util.find_spec(module) is None:
-            return f"the Python package {module!r} is not installed"
-    return None
-
-
 _BROWSER_FIXTURES = {"browser", "lab_server", "open_notebook", "shared_notebook"}
+_CANNOT_RUN_ON_CI = pytest.StashKey[str]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test here that needs the browser ``e2e``; skip them when Chromium is missing."""
-    reason = _skip_reason()
+    """Mark every test here that needs the browser ``e2e``; when it cannot run, skip it locally
+    and fail it under ``CI=true`` (a green CI run means the browser tests ran)."""
     for item in items:
         in_here = _E2E_DIR in Path(str(item.path)).resolve().parents
         if not in_here or not _BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             continue
         item.add_marker(pytest.mark.e2e)
-        if reason:
+        needs = [module for marker in item.iter_markers("requires") for module in marker.args]
+        reason = browser_unavailable(needs)
+        if reason and on_ci():
+            item.stash[_CANNOT_RUN_ON_CI] = reason
+        elif reason:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    reason = item.stash.get(_CANNOT_RUN_ON_CI, None)
+    if reason:
+        pytest.fail(f"CI=true but this browser test cannot run: {reason}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -8,16 +8,41 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import importlib.util
+import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from e2e_server import JupyterLabServer
 
-CHROMIUM_PATH = Path("/usr/bin/chromium")
+# the system Chromium; LUCID_WIDGETS_CHROMIUM points elsewhere (test_ci_policy.py: a missing one)
+CHROMIUM_PATH = Path(os.environ.get("LUCID_WIDGETS_CHROMIUM", "/usr/bin/chromium"))
+BROWSER_MODULES = ("playwright", "jupyterlab", "anywidget")
+
+
+def on_ci() -> bool:
+    """``CI=true``, as CI runners set it: browser tests that cannot run fail, not skip."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def browser_unavailable(modules: Iterable[str] = ()) -> str | None:
+    """Why browser tests cannot run here (Chromium or a Python module missing), or None."""
+    if not CHROMIUM_PATH.exists():
+        return f"{CHROMIUM_PATH} is missing (install it with `apt-get install -y chromium`)"
+    for module in (*BROWSER_MODULES, *modules):
+        try:
+            found = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # a dotted name whose parent package is missing
+            found = None
+        if found is None:
+            return f"the Python module {module!r} is not installed (`pip install -e '.[test]'`)"
+    return None
+
+
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -213,12 +238,6 @@ class LabNotebook:
     def output_area(self, index: int) -> Any:
         """Locator of the cell's output area."""
         return self.cell(index).locator(".jp-Cell-outputArea")
-
-    def wait_idle_after(self, seconds: float = 0.0, timeout_ms: int = 120_000) -> None:
-        """Sleep ``seconds`` then wait for the kernel to be idle."""
-        if seconds:
-            time.sleep(seconds)
-        self.wait_kernel_idle(timeout_ms)
 
 
 class NotebookPage(LabNotebook):

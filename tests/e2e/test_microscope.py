@@ -8,8 +8,8 @@ the rest of the notebook.
 
 from __future__ import annotations
 
+import ast
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,17 +153,26 @@ def test_the_kernel_runs_other_cells_while_rendering(session):
 
 
 def test_stop_halts_the_frames(session):
-    view = session.view
+    view, lab = session.view, session.lab
     view.by_testid("lw-stop").click()
     poll(lambda: view.status() not in ("running", ""), 60, message="the run to stop")
-    time.sleep(1.0)  # a frame already in flight may still land
-    step, frame = view.step(), view.preview()
-    time.sleep(3.0)
+    # The kernel blocks until its worker is idle and every frame is published (w.wait): after
+    # that no frame can be in flight, so the page must settle on the kernel's last step.
+    idle, step = ast.literal_eval(lab.run_code("w.wait(60), w.step").strip())
+    assert idle is True
+
+    def settled() -> dict | None:
+        now = view.preview()
+        return now if now and now["step"] == str(step) and view.step() == step else None
+
+    frame = poll(settled, 60, message=f"the page to show the kernel's last step {step}")
+    # the worker stays idle: a second round trip through the kernel sees the same step, and the
+    # page has not moved
+    assert lab.run_code("w.wait(0), w.running, w.step").strip() == f"(True, False, {step})"
     assert view.step() == step
     assert view.preview() == frame
     assert view.by_testid("lw-resume").is_visible()
     assert not view.by_testid("lw-stop").is_visible()
-    assert session.lab.run_code("w.running").strip() == "False"
 
 
 # Decoded sizes of the images under a selector (0 until an image is decoded).

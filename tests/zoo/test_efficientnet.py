@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from skimage import data as skimage_data  # scikit-image: a test dependency
 from torch import nn
 
 from lucid_widgets.dataset.prepare import prepare_image, to_tensor
@@ -18,8 +19,6 @@ from lucid_widgets.zoo.efficientnet_lite0 import (
 )
 from lucid_widgets.zoo.labels import LabelNotFoundError, find_label, imagenet_labels
 from lucid_widgets.zoo.weights import WeightsMismatchError, verify_state_dict
-
-skimage_data = pytest.importorskip("skimage.data")
 
 LITE0_PARAMETERS = 4_652_008  # EfficientNet-Lite0: 4.65 M parameters
 
@@ -37,6 +36,7 @@ def weights_file() -> dict[str, torch.Tensor]:
 # --- architecture and weights -------------------------------------------------------------
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_every_key_of_the_weights_file_is_matched(model, weights_file):
     state = model.state_dict()
     assert list(weights_file) == list(state)  # same keys, same order
@@ -46,10 +46,12 @@ def test_every_key_of_the_weights_file_is_matched(model, weights_file):
         assert torch.equal(state[key], tensor), key
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_parameter_count(model):
     assert sum(p.numel() for p in model.parameters()) == LITE0_PARAMETERS
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_metadata_and_eval_mode(model):
     assert model.lucid_name == "efficientnet_lite0"
     assert not any(module.training for module in model.modules())
@@ -66,12 +68,14 @@ def test_metadata_and_eval_mode(model):
     assert {"stem", "head", "pool", "fc"} <= set(aliases)
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_random_weights_when_not_pretrained(weights_file):
     fresh = build_efficientnet_lite0(pretrained=False)
     assert not torch.equal(fresh._conv_stem.weight, weights_file["_conv_stem.weight"])
     assert fresh.lucid_name == "efficientnet_lite0" and not fresh.training
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_mismatched_state_dict_names_the_bad_keys(model, weights_file):
     bad = dict(weights_file)
     bad["_blocks.3._expand_konv.weight"] = bad.pop("_blocks.3._expand_conv.weight")
@@ -109,6 +113,7 @@ def test_same_conv_matches_tensorflow_padding(size, kernel, stride):
     torch.testing.assert_close(out, expected)
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_runs_at_other_input_sizes(model):
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 97, 64)).shape == (1, 1000)
@@ -117,6 +122,7 @@ def test_runs_at_other_input_sizes(model):
 # --- real photos --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_classifies_real_photos(model):
     labels = model.lucid_labels
     photos = {
@@ -136,6 +142,7 @@ def test_classifies_real_photos(model):
     assert {"missile", "projectile", "space shuttle"} & set(top["rocket"]), top["rocket"]
 
 
+@pytest.mark.slow  # the real embedded model (its pretrained weights)
 def test_catalog_of_the_model(model):
     infos = {info.name: info for info in layers(model)}
     assert len(infos) == len(list(model.named_modules())) - 2  # all but the root, _blocks

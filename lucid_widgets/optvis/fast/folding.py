@@ -52,7 +52,8 @@ class FoldedNetwork:
     signature
         The model state the shadow was built from (see :func:`_signature`).
     image_convs
-        Paths of convolutions given the faster image gradient (:mod:`lucid_widgets.optvis.fast.image_conv`).
+        Paths of convolutions given the faster image gradient
+        (:mod:`lucid_widgets.optvis.fast.image_conv`).
     """
 
     network: nn.Module

@@ -178,8 +178,8 @@ def _forward(module: nn.Conv2d):
 def install(network: nn.Module) -> list[str]:
     """Give every qualifying convolution of ``network`` the fast image gradient, in place.
 
-    Meant for a shadow copy (see :mod:`lucid_widgets.optvis.fast.folding`), never a user's model. Returns
-    the module paths changed.
+    Meant for a shadow copy (see :mod:`lucid_widgets.optvis.fast.folding`), never a user's model.
+    Returns the module paths changed.
     """
     changed = []
     for path, module in network.named_modules():

@@ -1,6 +1,6 @@
 // Layer browser: the catalog in forward order, grouped by block, filterable.
-import { Bindings, flag, h, save } from "./dom";
-import type { AnyModel, LayerRow } from "./types";
+import { Bindings, flag, h, save } from "../shared/dom";
+import type { AnyModel, LayerRow } from "../shared/types";
 
 function shapeText(shape: number[]): string {
   return shape.length ? shape.join("×") : "–";

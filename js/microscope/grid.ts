@@ -1,7 +1,9 @@
 // Unit grid: one thumbnail per unit of the current page, streamed in by batches.
-import { Bindings, flag, h, objectUrl, save, signature, toBytes, unitTerm } from "./dom";
-import { gridSettingsForm } from "./settings";
-import type { AnyModel, LayerRow, WidgetTraits } from "./types";
+import { gridSettingsForm } from "../preview/settings";
+import { objectUrl, signature, toBytes } from "../shared/binary";
+import { Bindings, flag, h, save } from "../shared/dom";
+import { unitTerm } from "../shared/objective";
+import type { AnyModel, LayerRow, WidgetTraits } from "../shared/types";
 
 type GridView = WidgetTraits["grid_view"];
 

@@ -1,5 +1,9 @@
-// Mirrors the synced traits of lucid_widgets.widget.LivePreview / Microscope (Python side).
-// Keep in sync with lucid_widgets/widget.py, widget_microscope.py and docs/WIDGET_DOM.md.
+// Mirrors the synced traits of lucid_widgets.widget.LivePreview / Microscope (Python side):
+// PreviewTraits are LivePreview's, MicroscopeTraits adds the Microscope's. Names and kinds are
+// checked against the Python classes by tests/widget/test_trait_contract.py; see docs/WIDGET_DOM.md.
+import type { UnitView } from "./views";
+
+export type { UnitView };
 
 /** One row of the layer catalog (lucid_widgets.zoo.layers -> LayerInfo as a dict). */
 export interface LayerRow {
@@ -148,14 +152,13 @@ export interface SampleInfo {
   units?: SampleUnit[];
 }
 
-export type UnitView = "channel" | "neuron" | "negative" | "diversity" | "deepdream" | "caricature";
-
 export type RunStatus = "idle" | "running" | "paused" | "done" | "error";
 
 /** Binary traits arrive as DataView (ipywidgets); the static export uses the same. */
 export type Binary = DataView | ArrayBuffer | Uint8Array | null;
 
-export interface WidgetTraits {
+/** lucid_widgets.widget.LivePreview's synced traits. */
+export interface PreviewTraits {
   mode: "live" | "microscope";
   readonly: boolean;
   external: boolean;
@@ -173,7 +176,10 @@ export interface WidgetTraits {
   losses: number[];
   frame: Binary;
   frame_meta: FrameMeta;
-  // Microscope only
+}
+
+/** lucid_widgets.widget.Microscope's synced traits: LivePreview's and these. */
+export interface MicroscopeTraits extends PreviewTraits {
   layer: string;
   unit: number;
   grid_kind: "channel" | "neuron";
@@ -196,6 +202,9 @@ export interface WidgetTraits {
   sample_info: SampleInfo;
   sample_blob: Binary;
 }
+
+/** One front end renders both widgets (it reads `mode`); a LivePreview lacks the Microscope's. */
+export type WidgetTraits = MicroscopeTraits;
 
 export type TraitName = keyof WidgetTraits;
 

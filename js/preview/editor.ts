@@ -1,6 +1,6 @@
 // Objective editor: type an expression, Enter applies it at the next step of the run.
-import { Bindings, h, save } from "./dom";
-import type { AnyModel, ObjectiveError } from "./types";
+import { Bindings, h, save } from "../shared/dom";
+import type { AnyModel, ObjectiveError } from "../shared/types";
 
 const HELP =
   "layer:unit terms combined with + − * / and numbers, e.g. mixed4a:476 − 0.5 * mixed4a:465 − 100 * diversity(mixed4a). " +

@@ -1,8 +1,8 @@
 // Sample panel: an image through the network (upload or w.sample = image): its predictions and,
 // for the selected layer, the units it excites most with their activation maps.
-import { Bindings, formatNumber, h, objectUrl, signature, toBytes } from "./dom";
-import { BlobUrls } from "./examples";
-import type { AnyModel, Prediction, SampleUnit } from "./types";
+import { BlobUrls, objectUrl, signature, toBytes } from "../shared/binary";
+import { Bindings, formatNumber, h } from "../shared/dom";
+import type { AnyModel, Prediction, SampleUnit } from "../shared/types";
 
 function predictionRow(prediction: Prediction): HTMLElement {
   const percent = Math.max(0, Math.min(100, prediction.probability * 100));

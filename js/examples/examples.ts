@@ -1,42 +1,20 @@
 // Unit detail extras: the view selector (channel | neuron | ... | caricature) and the open unit's
 // top and bottom dataset examples (thumbnail with the receptive field drawn in, plus the crop).
-import { Bindings, flag, formatNumber, h, objectUrl, signature, toBytes } from "./dom";
-import type { AnyModel, BlobEntry, ExampleItem, UnitView } from "./types";
+import { BlobUrls, signature, toBytes } from "../shared/binary";
+import { Bindings, flag, formatNumber, h } from "../shared/dom";
+import type { AnyModel, ExampleItem } from "../shared/types";
+import { IMAGE_VIEWS, UNIT_VIEWS, type UnitView } from "../shared/views";
 
-const VIEWS: { view: UnitView; label: string; title: string }[] = [
-  { view: "channel", label: "channel", title: "Maximize the unit's mean activation over all positions" },
-  { view: "neuron", label: "neuron", title: "Maximize the unit at the centre position" },
-  { view: "negative", label: "negative", title: "Minimize the unit" },
-  { view: "diversity", label: "diversity", title: "Four images at once, pushed apart by a diversity penalty" },
-  { view: "deepdream", label: "deepdream", title: "Start from the sample image and amplify what this layer sees in it" },
-  { view: "caricature", label: "caricature", title: "Feature inversion: an image whose layer activations match the sample image's" },
-];
-const NEEDS_SAMPLE = new Set<UnitView>(["deepdream", "caricature"]);
-
-/** Object URLs cut out of one blob trait; all revoked when the blob changes. */
-export class BlobUrls {
-  private urls: string[] = [];
-
-  constructor(bindings: Bindings) {
-    bindings.add(() => this.clear(0));
-  }
-
-  /** Revoke every URL handed out; later, by default, so images still decoding can finish. */
-  clear(delayMs = 5000): void {
-    const old = this.urls.splice(0);
-    if (!old.length) return;
-    const revoke = (): void => old.forEach((url) => URL.revokeObjectURL(url));
-    if (delayMs > 0) setTimeout(revoke, delayMs);
-    else revoke();
-  }
-
-  url(blob: Uint8Array | null, entry: BlobEntry | null | undefined): string | null {
-    if (!blob || !entry || entry.offset + entry.length > blob.length) return null;
-    const url = objectUrl(blob.subarray(entry.offset, entry.offset + entry.length), entry.mime);
-    this.urls.push(url);
-    return url;
-  }
-}
+/** Each view's tooltip; a Record so a view added in Python without a title fails the typecheck. */
+const TITLES: Record<UnitView, string> = {
+  channel: "Maximize the unit's mean activation over all positions",
+  neuron: "Maximize the unit at the centre position",
+  negative: "Minimize the unit",
+  diversity: "Four images at once, pushed apart by a diversity penalty",
+  deepdream: "Start from the sample image and amplify what this layer sees in it",
+  caricature: "Feature inversion: an image whose layer activations match the sample image's",
+};
+const NEEDS_SAMPLE = new Set<UnitView>(IMAGE_VIEWS);
 
 export function hasSample(model: AnyModel): boolean {
   const info = model.get("sample_info") ?? {};
@@ -44,10 +22,10 @@ export function hasSample(model: AnyModel): boolean {
 }
 
 export function unitViews(model: AnyModel, bindings: Bindings): HTMLElement {
-  const buttons = VIEWS.map(({ view, label, title }) =>
-    h("button", { type: "button", class: "lw-seg-item", "data-value": view, "data-testid": `lw-unit-view-${view}`, title }, label),
+  const buttons = UNIT_VIEWS.map((view) =>
+    h("button", { type: "button", class: "lw-seg-item", "data-value": view, "data-testid": `lw-unit-view-${view}`, title: TITLES[view] }, view),
   );
-  const hint = h("span", { class: "lw-hint", "data-testid": "lw-unit-view-hint" }, "deepdream / caricature need a sample image (below)");
+  const hint = h("span", { class: "lw-hint", "data-testid": "lw-unit-view-hint" }, `${IMAGE_VIEWS.join(" / ")} need a sample image (below)`);
   const root = h("div", { class: "lw-unit-views" }, h("div", { class: "lw-seg", role: "group", "data-testid": "lw-unit-views" }, ...buttons), hint);
   const draw = (): void => {
     const sample = hasSample(model);

@@ -1,5 +1,5 @@
-// Small DOM and binary helpers shared by the components.
-import type { AnyModel, Binary, TraitName, WidgetTraits } from "./types";
+// Small DOM helpers shared by the components: element builders, model bindings, labels.
+import type { AnyModel, TraitName, WidgetTraits } from "./types";
 
 type Attrs = Record<string, string | number | boolean | null | undefined>;
 
@@ -32,44 +32,6 @@ export function svg(tag: string, attrs: Attrs = {}): SVGElement {
 export function flag(el: Element, name: string, on: boolean): void {
   if (on) el.setAttribute(name, "");
   else el.removeAttribute(name);
-}
-
-/** Bytes of a binary trait value (DataView from ipywidgets, or a buffer). */
-export function toBytes(value: Binary | undefined): Uint8Array | null {
-  if (!value) return null;
-  if (value instanceof Uint8Array) return value;
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  if (ArrayBuffer.isView(value)) {
-    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  }
-  return null;
-}
-
-/** The MIME type of encoded image bytes from their magic number. */
-export function sniffMime(bytes: Uint8Array): string {
-  if (bytes[0] === 0x89 && bytes[1] === 0x50) return "image/png";
-  if (bytes[0] === 0xff && bytes[1] === 0xd8) return "image/jpeg";
-  if (bytes[8] === 0x57 && bytes[9] === 0x45 && bytes[10] === 0x42 && bytes[11] === 0x50) {
-    return "image/webp";
-  }
-  return "application/octet-stream";
-}
-
-/** An object URL for image bytes; the caller revokes it. */
-export function objectUrl(bytes: Uint8Array, mime?: string): string {
-  const copy = bytes.slice(); // a plain ArrayBuffer-backed copy (Blob needs no shared memory)
-  return URL.createObjectURL(new Blob([copy.buffer], { type: mime || sniffMime(bytes) }));
-}
-
-/** A cheap content signature (FNV-1a) so unchanged thumbnails keep their URL and element. */
-export function signature(bytes: Uint8Array): string {
-  let hash = 0x811c9dc5;
-  const step = Math.max(1, Math.floor(bytes.length / 512));
-  for (let i = 0; i < bytes.length; i += step) {
-    hash ^= bytes[i];
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return `${bytes.length}:${hash.toString(16)}`;
 }
 
 /** Model listeners registered through one Bindings are removed together by dispose(). */
@@ -117,18 +79,4 @@ export function formatNumber(value: number): string {
   const abs = Math.abs(value);
   if (abs !== 0 && (abs < 1e-3 || abs >= 1e5)) return value.toExponential(2);
   return value.toPrecision(4).replace(/\.?0+$/, "");
-}
-
-/** Layer name as the objective grammar wants it (quoted unless a plain dotted identifier). */
-export function quoteLayer(layer: string): string {
-  if (/^[A-Za-z_][A-Za-z0-9_.]*$/.test(layer) && !["True", "False", "None"].includes(layer)) {
-    return layer;
-  }
-  return layer.includes("'") ? `"${layer}"` : `'${layer}'`;
-}
-
-/** Same text as lucid_widgets.expression.unit_term (+ the grid's negative toggle). */
-export function unitTerm(layer: string, unit: number, kind: string, negative: boolean): string {
-  const term = kind === "neuron" ? `neuron(${quoteLayer(layer)}, ${unit})` : `${quoteLayer(layer)}:${unit}`;
-  return negative ? `-${term}` : term;
 }

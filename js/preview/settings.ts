@@ -1,6 +1,6 @@
 // Settings forms: the live preview's (steps, size, lr, seed, param, ...) and the grid's.
-import { Bindings, h, save } from "./dom";
-import type { AnyModel, GridSettings, PreviewSettings } from "./types";
+import { Bindings, h, save } from "../shared/dom";
+import type { AnyModel, GridSettings, PreviewSettings } from "../shared/types";
 
 type Field =
   | { key: string; label: string; kind: "number"; min: number; max: number; step: number; title: string }

@@ -1,8 +1,9 @@
 // Unit detail: the live preview image, step counter, loss sparkline, Stop / Resume / Restart.
-import { Bindings, formatNumber, h, objectUrl, svg, toBytes } from "./dom";
+import { objectUrl, toBytes } from "../shared/binary";
+import { Bindings, formatNumber, h, svg } from "../shared/dom";
 import { objectiveEditor } from "./editor";
 import { previewSettingsForm } from "./settings";
-import type { AnyModel } from "./types";
+import type { AnyModel } from "../shared/types";
 
 function sparkline(): { root: SVGElement; draw: (values: number[]) => void } {
   const width = 240;
