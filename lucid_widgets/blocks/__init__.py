@@ -2,6 +2,8 @@
 
 - :func:`attribution` (:mod:`.attribution`): activation x gradient (or integrated gradients) of
   a layer to a class, a pair of classes, a unit, a later position or any objective.
+- :func:`neuron_groups` (:mod:`.groups`): NMF of a layer's ``(positions, units)`` map into
+  groups of units that fire together, each with its spatial map and direction objective.
 - :func:`connections` (:mod:`.connections`): the units of another layer most strongly connected
   to a unit (expanded weights on linear paths, attribution elsewhere).
 
@@ -11,5 +13,14 @@ leaves the model exactly as found.
 
 from lucid_widgets.blocks.attribution import Attribution, attribution
 from lucid_widgets.blocks.connections import Connections, connections, layer_connections
+from lucid_widgets.blocks.groups import NeuronGroups, neuron_groups
 
-__all__ = ["Attribution", "Connections", "attribution", "connections", "layer_connections"]
+__all__ = [
+    "Attribution",
+    "Connections",
+    "NeuronGroups",
+    "attribution",
+    "connections",
+    "layer_connections",
+    "neuron_groups",
+]

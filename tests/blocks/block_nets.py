@@ -100,3 +100,40 @@ class NonlinearNet(LinearNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.relu(self.conv1(x)))
+
+
+HORIZONTAL = torch.tensor([[-1.0, -1.0, -1.0], [2.0, 2.0, 2.0], [-1.0, -1.0, -1.0]])
+
+
+class TextureNet(nn.Module):
+    """Channels 0, 1 respond to horizontal stripes, 2, 3 to vertical ones; ``pool`` averages
+    the rectified responses over 4 x 4 cells; a 1 x 1 conv and a mean give 2 logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.relu = nn.ReLU()
+        self.pool = nn.AvgPool2d(4)
+        self.mix = nn.Conv2d(4, 2, 1)
+        with torch.no_grad():
+            gray = torch.ones(3) / 3
+            kernels = [HORIZONTAL, -HORIZONTAL, HORIZONTAL.T, -HORIZONTAL.T]
+            self.conv.weight.copy_(torch.stack([gray[:, None, None] * k for k in kernels]))
+            self.mix.weight.copy_(
+                torch.tensor([[1.0, 0.5, -0.5, 0.2], [-0.3, 0.1, 1.0, 0.4]])[..., None, None]
+            )
+        self.lucid_preprocess = Preprocess(mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(32, 32))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mix(self.pool(self.relu(self.conv(x)))).mean((2, 3))
+
+
+def two_textures(size: int = 32) -> torch.Tensor:
+    """``(3, size, size)``: horizontal stripes on the left half, vertical ones on the right."""
+    stripes = (torch.arange(size) // 2 % 2).float()  # period 4 px
+    image = torch.empty(size, size)
+    half = size // 2
+    image[:, :half] = stripes[:, None].expand(size, half)
+    image[:, half:] = stripes[None, half:].expand(size, size - half)
+    return image.expand(3, size, size).clone()
