@@ -8,7 +8,9 @@ fits, then centre-cropped) with the model's channel count. Unreadable items rais
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -18,13 +20,18 @@ from PIL import Image
 __all__ = [
     "ImageLoadError",
     "as_float",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
     "check_float_range",
+    "decode_image_bytes",
     "load_image",
     "resize_batch",
     "unwrap",
 ]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, what PIL's convert("L") uses
+MAX_IMAGE_BYTES = 64 * 2**20  # an encoded image (upload) larger than this is not decoded
+MAX_IMAGE_PIXELS = 50_000_000  # width x height: larger images are not decoded (a bomb)
 
 
 class ImageLoadError(ValueError):
@@ -189,6 +196,63 @@ def load_image(item: object, size: tuple[int, int], channels: int = 3) -> torch.
         f"Cannot read a {type(item).__name__} as an image; use a path, PIL image, numpy array or "
         "tensor (or an (image, label) pair)."
     )
+
+
+def decode_image_bytes(
+    data: bytes | bytearray | memoryview,
+    channels: int = 3,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> Image.Image:
+    """Decode an encoded image file (an upload) into a PIL image of ``channels`` channels.
+
+    The same conversion as the file-path route (:func:`load_image`): 16-bit and float
+    grayscale are scaled to 8 bits (not clipped), transparency is composited over white.
+
+    Limits, checked before any pixel is decoded: more than ``max_bytes`` bytes (default 64 MiB)
+    are rejected without being read; an image whose header declares more than ``max_pixels``
+    pixels (default 50 million, e.g. 8660 x 5773; decompression bombs) is rejected from its
+    header alone.
+
+    Raises
+    ------
+    ImageLoadError
+        Empty or too large data, too many pixels, or bytes that are not a readable image.
+    """
+    size = memoryview(data).nbytes
+    if size == 0:
+        raise ImageLoadError("the image file is empty")
+    if size > max_bytes:
+        raise ImageLoadError(
+            f"the image file is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB "
+            "limit; use a smaller file (a photo of a few megapixels is plenty)"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))  # reads the header only
+        except Image.DecompressionBombError as error:
+            raise ImageLoadError(f"the image has too many pixels ({error})") from None
+        except (OSError, ValueError) as error:  # UnidentifiedImageError is an OSError
+            raise ImageLoadError(
+                f"could not read the file ({size} bytes) as an image; use a PNG, JPEG, WebP, "
+                "GIF or BMP file"
+            ) from error
+        with image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageLoadError(
+                    f"the image is {width} x {height} pixels, over the limit of {max_pixels:,} "
+                    "pixels; resize it first"
+                )
+            if channels not in (1, 3):
+                raise ImageLoadError(f"images can be decoded to 1 or 3 channels, not {channels}")
+            try:
+                image.load()
+                return _pil_to_mode(image, channels)
+            except (OSError, ValueError) as error:  # truncated or corrupt pixel data
+                raise ImageLoadError(f"the image file is damaged: {error}") from error
 
 
 def unwrap(item: object) -> object:

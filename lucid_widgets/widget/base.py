@@ -144,11 +144,16 @@ class WidgetBase(anywidget.AnyWidget):
         with self._trait_lock:
             super().notify_change(change)
 
-    def set_state(self, sync_data: dict) -> None:  # noqa: D102
+    def set_state(self, sync_data: dict) -> None:
+        """Apply an update from the front end; a value the widget rejects (an unknown layer, a
+        unit out of range) is answered in ``message`` and every trait keeps its value."""
         with self._trait_lock:
             self._front_end_update = True
             try:
                 super().set_state(sync_data)
+            except traitlets.TraitError as error:  # traitlets rolled the changes back
+                self.message = str(error)
+                self.send_state([name for name in sync_data if name in self.keys])
             finally:
                 self._front_end_update = False
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from lucid_widgets.display import in_notebook
 from lucid_widgets.widget.frames import LossCurve
 from lucid_widgets.widget.preview import LivePreview
 
@@ -46,8 +47,7 @@ class LiveCallback:
         if self.steps is not None and step.step >= self.steps:
             self.close("done")
             return
-        self.widget._worker.latest = step.image
-        self.widget._worker.publisher.post(
+        self.widget.post_frame(
             step.image, self.curve, step=int(step.step), objective_applied=str(step.objective)
         )
 
@@ -57,20 +57,20 @@ class LiveCallback:
         return 0 if self._last is None else int(self._last.step)
 
     def close(self, state: str = "done") -> None:
-        """Send the last frame, marked ``state`` (done / paused), and wait until it is out."""
+        """Send the last frame, marked ``state`` (done / paused), wait until it is out, and end
+        the widget's threads (it stays displayed, showing the result)."""
         if self.closed:
             return
         self.closed = True
-        publisher = self.widget._worker.publisher
         if self._last is not None:
-            self.widget._worker.latest = self._last.image
-            publisher.post(
+            self.widget.post_frame(
                 self._last.image, self.curve, final=True, step=int(self._last.step),
                 status=state, running=False, objective_applied=str(self._last.objective),
             )  # fmt: skip
         else:
-            self.widget._publish(status=state, running=False)
-        publisher.flush(10.0)
+            self.widget.publish(status=state, running=False)
+        self.widget.flush_frames(10.0)
+        self.widget.release_threads()
 
 
 def live_render(
@@ -91,20 +91,17 @@ def live_render(
     steps
         The last step (``thresholds[-1]``), so the final frame is marked done.
     display
-        Display the widget in the notebook (``IPython.display``).
+        Display the widget in a notebook (outside one nothing is printed: the render runs as
+        ``render_vis`` without ``live``).
 
     Returns
     -------
     LiveCallback
         Call it with every ``Step``; call ``.close()`` when the render ends.
     """
-    widget = LivePreview(model, None, autostart=False)
-    with widget.hold_sync():
-        widget.external = True
-        widget._set_objective(objective)
-        widget.total_steps = int(steps or 0)
-        widget.running, widget.status = True, "running"
-    if display:
+    widget = LivePreview(model, objective, autostart=False, external=True)
+    widget.publish(total_steps=int(steps or 0), running=True, status="running")
+    if display and in_notebook():
         from IPython.display import display as show
 
         show(widget)

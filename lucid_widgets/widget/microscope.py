@@ -300,14 +300,7 @@ class Microscope(WidgetBase):
 
     def open_unit(self, unit: int, layer: str | None = None) -> None:
         """Select ``unit`` (of ``layer``, default the current layer) and start optimizing it."""
-        row = self._row(layer or self.layer) if (layer or self.layer) else None
-        if row is None:
-            raise ValueError("no layer selected: set w.layer first or pass layer=")
-        count = row.get("units") or 0
-        if not 0 <= int(unit) < count:
-            raise ValueError(
-                f"unit {unit} is out of range for layer {row['name']!r} (0..{count - 1})"
-            )
+        self._unit_row(int(unit), layer or self.layer)
         self._opening = True
         try:
             with self.hold_sync():
@@ -324,6 +317,28 @@ class Microscope(WidgetBase):
             self._opening = False
         self._examples.publish_unit()
         self.restart()
+
+    def _unit_row(self, unit: int, layer: str) -> dict:
+        """The catalog row of ``layer``, after checking that it has a unit ``unit``."""
+        if not layer:
+            raise ValueError("no layer selected: set w.layer first or pass layer=")
+        row = self._row(layer)
+        count = row.get("units") or 0
+        if not 0 <= unit < count:
+            raise ValueError(
+                f"unit {unit} is out of range for layer {row['name']!r} (0..{count - 1})"
+            )
+        return row
+
+    @traitlets.validate("unit")
+    def _valid_unit(self, proposal: dict) -> int:
+        unit = proposal["value"]
+        if unit != -1:  # -1: no unit open
+            try:
+                self._unit_row(unit, self.layer)
+            except ValueError as error:
+                raise traitlets.TraitError(str(error)) from None
+        return unit
 
     @traitlets.observe("unit")
     def _on_unit(self, change: dict) -> None:

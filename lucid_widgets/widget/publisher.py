@@ -61,8 +61,13 @@ class FramePublisher:
     ) -> None:
         """Offer a ``(B, C, H, W)`` image in [0, 1] plus traits to send with it.
 
-        Replaces any frame still waiting. ``final`` frames skip the throttle.
+        Replaces any frame still waiting. ``final`` frames skip the throttle. Once the thread
+        has ended (:meth:`close`), final frames are sent at once from the caller's thread.
         """
+        if self._closed and not self.thread.is_alive():
+            if final:
+                self._send(image, curve, dict(traits), final)
+            return
         with self._condition:
             if self._pending is not None and self._pending[3] and not final:
                 return  # never let a running frame overtake a final one

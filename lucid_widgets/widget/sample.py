@@ -9,10 +9,10 @@ traits (binary images included), so ``save_html`` shows it.
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
+from lucid_widgets.dataset.images import ImageLoadError, decode_image_bytes
 from lucid_widgets.widget.frames import encode
 from lucid_widgets.widget.media import BlobWriter, heat_overlay
 
@@ -22,20 +22,20 @@ TOP_UNITS = 8
 
 
 def decode_upload(data: bytes | memoryview) -> Any:
-    """Image file bytes (PNG, JPEG, WebP, GIF, BMP...) from the browser -> an RGB PIL image."""
-    from PIL import Image, UnidentifiedImageError
+    """Image file bytes (PNG, JPEG, WebP, GIF, BMP...) from the browser -> an RGB PIL image.
 
-    raw = bytes(data)
-    if not raw:
-        raise ValueError("the uploaded file is empty")
+    Decoded by :func:`lucid_widgets.dataset.images.decode_image_bytes` (the file-path route's
+    conversion), with its limits: 64 MiB of file, 50 million pixels.
+
+    Raises
+    ------
+    ValueError
+        What is wrong with the file (empty, too large, too many pixels, not an image).
+    """
     try:
-        with Image.open(io.BytesIO(raw)) as opened:
-            return opened.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(
-            f"could not read the uploaded file ({len(raw)} bytes) as an image; "
-            "upload a PNG, JPEG, WebP, GIF or BMP file"
-        ) from error
+        return decode_image_bytes(data, 3)
+    except ImageLoadError as error:
+        raise ValueError(f"sample upload: {error}") from None
 
 
 class SamplePanel:

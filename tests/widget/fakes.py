@@ -106,7 +106,11 @@ class FakeRun:
         return FakeStep(self.step_count, -float(self.step_count), image, name)
 
     def image(self) -> torch.Tensor:
-        return torch.full((self.batch, 3, self.size, self.size), 0.25)
+        """A distinct value in every pixel, kept as ``final_image`` (a transposition shows)."""
+        count = self.batch * 3 * self.size * self.size
+        values = torch.arange(count, dtype=torch.float32) / count
+        self.final_image = values.reshape(self.batch, 3, self.size, self.size)
+        return self.final_image
 
     def close(self) -> None:
         self.closed = True

@@ -4,8 +4,10 @@ and the static HTML export."""
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import torch
 import lucid_widgets as lw
 from lucid_widgets.widget import LivePreview, Microscope
 from lucid_widgets.widget import engine as widget_engine
+from lucid_widgets.widget.base import STATIC
 from lucid_widgets.widget.live import LiveCallback, live_render
 
 TIMEOUT = 120
@@ -58,7 +61,7 @@ def test_paused_run_gives_the_model_back_and_resumes(tiny_net, close_widgets):
 def test_live_edit_with_real_optimization(tiny_net, close_widgets):
     widget = LivePreview(tiny_net, "late:1", settings={"size": 16, "steps": 3, "batch": 2})
     close_widgets.append(widget)
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     widget.settings = {**widget.settings, "diversity": 10.0}
     widget.objective = "early:0 + 0.1 * deepdream(late)"
     widget.start()  # continue three more steps with the new objective
@@ -97,6 +100,7 @@ def test_catalog_rows_are_json(tiny_net):
 
 def test_render_vis_live_streams_into_a_preview(tiny_net, monkeypatch):
     shown = []
+    monkeypatch.setattr("lucid_widgets.widget.live.in_notebook", lambda: True)
     monkeypatch.setattr("IPython.display.display", lambda widget: shown.append(widget))
     images = lw.render_vis(
         tiny_net, "late:1", param_f=lambda: lw.param.image(16), thresholds=(3,),
@@ -111,6 +115,19 @@ def test_render_vis_live_streams_into_a_preview(tiny_net, monkeypatch):
         assert widget.step >= 1
     finally:
         widget.close()
+
+
+def test_render_vis_live_leaves_no_thread_and_prints_nothing_outside_a_notebook(tiny_net, capsys):
+    before = threading.active_count()
+    for _ in range(3):
+        images = lw.render_vis(
+            tiny_net, "late:1", param_f=lambda: lw.param.image(16), thresholds=(2,),
+            progress=False, live=True, seed=0,
+        )  # fmt: skip
+        assert images[0].shape == (1, 16, 16, 3)
+    gc.collect()
+    assert threading.active_count() == before
+    assert capsys.readouterr().out == ""  # no widget repr outside a notebook
 
 
 class _Step:
@@ -156,5 +173,5 @@ def test_save_html_is_self_contained(tiny_net, tmp_path, close_widgets):
     frame = base64.b64decode(state["buffers"]["frame"])
     assert frame == widget.frame and frame.startswith(b"\xff\xd8\xff")
     assert base64.b64decode(state["buffers"]["grid_blob"]) == widget.grid_blob
-    assert "export default" not in state["module"] or "render" in state["module"]
+    assert state["module"] == (STATIC / "widget.js").read_text(encoding="utf-8")
     assert len(state["values"]["grid_index"]) == 4

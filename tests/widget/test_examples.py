@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -53,18 +52,21 @@ def _microscope(net, close_widgets, **kwargs) -> Microscope:
 
 
 class SlowImages:
-    """A dataset whose images after the fourth wait for ``release`` (a pass to stop midway)."""
+    """A dataset whose images after the fourth wait for ``release`` (a pass to stop midway);
+    ``waiting`` is set once the pass is blocked there."""
 
     def __init__(self, images: torch.Tensor, count: int):
         self.images, self.count = images, count
         self.release = threading.Event()
+        self.waiting = threading.Event()
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if index >= 4:
-            self.release.wait(TIMEOUT)
+            self.waiting.set()
+            assert self.release.wait(TIMEOUT), "the test never released the dataset"
         return self.images[index % len(self.images)]
 
 
@@ -75,9 +77,8 @@ def test_stop_ends_a_dataset_pass_and_resume_continues_it(
     widget.stop()
     dataset = SlowImages(images, 40)
     widget.set_dataset(dataset, k=3, cache_dir=tmp_path, batch_size=2, dataset_id="slow")
-    deadline = time.monotonic() + TIMEOUT
-    while widget.examples_status.get("state") != "running" and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert dataset.waiting.wait(TIMEOUT), "the dataset pass never started"
+    assert widget.examples_status["state"] == "running"
     widget.stop()  # the pass waits on the loader: Stop is seen at the next batch
     dataset.release.set()
     assert widget.wait(TIMEOUT)
@@ -217,7 +218,8 @@ def test_sample_bad_upload_and_layer_change(recording_comm, small_net, close_wid
     widget = _microscope(small_net, close_widgets)
     message = {"method": "custom", "content": {"type": "sample_upload", "name": "x.txt"}}
     recording_comm[-1].handle_msg({"content": {"data": message}, "buffers": [memoryview(b"hi")]})
-    assert "could not read the uploaded file" in widget.message
+    assert "could not read the file" in widget.message
+    assert widget.sample_info["state"] == "error" and widget.sample_info["name"] == "x.txt"
     widget.sample = np.full((20, 20, 3), 0.5)
     assert widget.wait(TIMEOUT)
     assert widget.sample_info["predictions"] and widget.sample_info["units"] == []

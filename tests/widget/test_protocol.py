@@ -80,7 +80,7 @@ def test_frames_are_throttled_when_steps_are_fast(
 
     def let_the_publisher_catch_up(run):  # encoding is instant next to a step, as on a GPU
         with publisher._condition:
-            publisher._condition.wait_for(
+            assert publisher._condition.wait_for(
                 lambda: (
                     not publisher._busy
                     and (publisher._pending is None or publisher.throttle.delay() > 0)
@@ -116,7 +116,7 @@ def test_editor_update_with_bad_expression_reports_error(
 ):
     widget = LivePreview(tiny_net, "late:1", settings={"steps": 3})
     close_widgets.append(widget)
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     comm = recording_comm[-1]
     sent = len(comm.updates())
     comm.receive({"objective": "late:1 - 0.5 * lat:2"})
@@ -141,7 +141,7 @@ def test_buttons_arrive_as_custom_messages(recording_comm, fake_engine, tiny_net
     comm.receive_custom({"type": "restart"})
     assert widget.running is True
     comm.receive_custom({"type": "stop"})
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert len(fake_engine.runs) == 2
     comm.receive_custom({"type": "dance"})
     assert "unknown action" in widget.message
@@ -170,7 +170,7 @@ def test_layer_click_and_unit_click_from_the_front_end(
         assert blob[entry["offset"] : entry["offset"] + entry["length"]].startswith(JPEG)
     comm.receive_custom({"type": "open_unit", "unit": 2, "layer": "relu2"})
     assert widget.objective == "late:2" and widget.unit == 2
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert fake_engine.runs[-1].objective.name == "channel('late', 2)"
 
 

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+import traitlets
 
 from lucid_widgets.expression.compiler import ExpressionError
 from lucid_widgets.optvis import objectives
@@ -61,9 +62,9 @@ def test_resume_continues_the_same_run(fake_engine, tiny_net, close_widgets):
 def test_restart_makes_a_new_run_and_closes_the_old(fake_engine, tiny_net, close_widgets):
     widget = LivePreview(tiny_net, "late:1", settings={"steps": 3})
     close_widgets.append(widget)
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     widget.restart()
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert len(fake_engine.runs) == 2
     assert fake_engine.runs[0].closed and fake_engine.runs[1].step_count == 3
 
@@ -92,12 +93,12 @@ def test_objective_edit_applies_at_next_step_without_restart(fake_engine, tiny_n
 def test_bad_expression_sets_error_and_leaves_run_untouched(fake_engine, tiny_net, close_widgets):
     widget = LivePreview(tiny_net, "late:1", settings={"steps": 4})
     close_widgets.append(widget)
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     run = fake_engine.runs[-1]
     before = (run.objective, run.objective_sets)
     with pytest.raises(ExpressionError, match="did you mean late"):
         widget.objective = "late:1 - 0.5 * lat:2"
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert widget.objective == "late:1 - 0.5 * lat:2"  # the editor shows the text and error
     error = widget.objective_error
     assert error["message"] == "unknown layer 'lat'"
@@ -137,7 +138,7 @@ def test_live_settings_and_restarting_settings(fake_engine, tiny_net, close_widg
     widget.settings = {**widget.settings, "lr": 0.5, "transforms": False}
     gate.set()
     fake_engine.hooks.append(lambda run: run.step_count >= 3 and widget._worker.stop())
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     run = fake_engine.runs[0]
     assert run.optimizer.param_groups[0]["lr"] == 0.5
     assert run.transforms == []  # transforms off, applied live
@@ -145,7 +146,7 @@ def test_live_settings_and_restarting_settings(fake_engine, tiny_net, close_widg
     widget.settings = {**widget.settings, "size": 24}  # needs a new run: applies on start
     widget.start()
     widget.stop()
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert fake_engine.runs[-1].size == 24
 
 
@@ -154,7 +155,7 @@ def test_constructor_raises_on_a_bad_objective(fake_engine, tiny_net):
     with pytest.raises(ExpressionError, match="unknown layer 'nope'"):
         LivePreview(tiny_net, "nope:1")
     assert fake_engine.runs == []
-    assert threading.active_count() <= threads  # its worker was shut down
+    assert threading.active_count() == threads  # no worker thread was started
 
 
 def test_bad_settings_are_rejected_with_a_message(fake_engine, tiny_net, close_widgets):
@@ -207,18 +208,18 @@ def test_grid_renders_page_in_batches_and_caches(fake_engine, tiny_net, close_wi
     assert [entry["unit"] for entry in widget.grid_index] == list(range(8))
     assert widget.grid_progress["state"] == "done"
     widget.page = 1
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert [entry["unit"] for entry in widget.grid_index] == list(range(8, 16))
     batches = len(fake_engine.grid_runs)
     widget.page = 0  # back to a page already rendered: straight from the cache
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert len(fake_engine.grid_runs) == batches
     assert [entry["unit"] for entry in widget.grid_index] == list(range(8))
     images = widget.grid_images("late")
     assert sorted(images) == list(range(16))
     assert images[0].shape == (8, 8, 3) and images[0].dtype == np.float32
     widget.grid_negative = True  # another objective kind: another cache entry
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert fake_engine.grid_runs[-1][2] == "negative_channel"
 
 
@@ -280,22 +281,25 @@ def test_unit_selection_builds_objective_text(fake_engine, tiny_net, close_widge
     widget.grid_negative = True
     widget.unit = 2
     assert widget.objective == "-neuron(late, 2)"
-    assert widget.running or widget.status in ("running", "done")
-    widget.wait(TIMEOUT)
+    assert widget.running and widget.status == "running"  # set at once, before any step
+    assert widget.wait(TIMEOUT)
+    assert (widget.status, widget.step) == ("done", widget.settings["steps"])
     assert fake_engine.runs[-1].objective.name == "-neuron('late', 2)"
     with pytest.raises(ValueError, match="out of range"):
         widget.open_unit(99)
-    with pytest.raises(Exception, match="did you mean"):
+    with pytest.raises(traitlets.TraitError, match="unknown layer 'lat'; did you mean late"):
         widget.layer = "lat"
+    assert widget.layer == "relu2" and widget.unit == 2
 
 
 def test_images_are_numpy_bhwc(fake_engine, tiny_net, close_widgets):
     widget = LivePreview(tiny_net, "late:1", settings={"steps": 2, "batch": 3, "size": 8})
     close_widgets.append(widget)
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     images = widget.images
-    assert images.shape == (3, 8, 8, 3)
-    assert np.allclose(images, 0.25)  # the fake's final image()
+    final = fake_engine.runs[-1].final_image  # (B, C, H, W), different in every pixel
+    assert images.shape == (3, 8, 8, 3) and images.dtype == np.float32
+    assert np.array_equal(images, final.permute(0, 2, 3, 1).numpy())
 
 
 class NeedsTwoInputs(torch.nn.Module):
@@ -326,6 +330,6 @@ def test_objective_object_is_used_as_given(fake_engine, tiny_net, close_widgets)
     objective = objectives.channel("late", 1) - 0.5 * objectives.diversity("late")
     widget = LivePreview(tiny_net, objective, settings={"steps": 2})
     close_widgets.append(widget)
-    widget.wait(TIMEOUT)
+    assert widget.wait(TIMEOUT)
     assert widget.objective == objective.name
     assert fake_engine.runs[-1].objective is objective
