@@ -124,7 +124,7 @@ def test_default_source_is_the_previous_browsable_layer(tiny_net):
 
 
 def test_token_layers_work(tiny_tokens):
-    conn = connections(tiny_tokens, "block", unit=0, source="patch", k=4)
+    conn = connections(tiny_tokens, "block", unit=0, source="patch", k=4, size=32)
     assert conn.method == "attribution" and conn.units.shape == (4,)
     assert np.isfinite(conn.strength).all()
 
