@@ -68,14 +68,16 @@ def signed_colors(values: np.ndarray) -> np.ndarray:
 def signed_overlay(image: np.ndarray, values: np.ndarray, side: int = 224) -> np.ndarray:
     """``image`` ``(H, W, 3)`` with a signed map ``(h, w)`` over it (red +, blue -).
 
-    The map is scaled by its largest magnitude; where it is near zero the photo shows through.
+    The map is scaled by the 99th percentile of its magnitude (clipped beyond); where it is near
+    zero the photo shows through.
     """
     picture = _resized(image, side)
     values = np.atleast_2d(np.asarray(values, np.float32))
-    peak = float(np.abs(values).max()) if values.size else 0.0
-    scaled = _upsampled(values / peak if peak > 0 else values * 0, picture.size)  # (H, W)
+    # scaled by the 99th percentile of |values| (a few extreme positions would wash out the rest)
+    peak = float(np.percentile(np.abs(values), 99)) if values.size else 0.0
+    scaled = np.clip(_upsampled(values / peak if peak > 0 else values * 0, picture.size), -1, 1)
     colors = signed_colors(scaled).astype(np.float32)
-    weight = np.clip(np.abs(scaled), 0, 1)[..., None] * 0.75
+    weight = np.abs(scaled)[..., None] * 0.85
     base = np.asarray(picture, np.float32)
     return np.clip(base * (1 - weight) + colors * weight + 0.5, 0, 255).astype(np.uint8)
 
@@ -102,7 +104,7 @@ def group_overlay(
             dim * (1 - weight) + (0.4 * base + 0.6 * colors[only]) * weight + 0.5, 0, 255
         ).astype(np.uint8)
     strongest = up.argmax(0)  # (H, W)
-    weight = np.clip(up.max(0), 0, 1)[..., None] * 0.7
+    weight = np.clip(up.max(0), 0, 1)[..., None] * 0.55
     return np.clip(base * (1 - weight) + colors[strongest] * weight + 0.5, 0, 255).astype(np.uint8)
 
 
