@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from lucid_widgets.widget.blocks_media import kernel_image, render_unit_thumbnails
 from lucid_widgets.widget.media import BlobWriter
 
@@ -82,7 +84,8 @@ class ConnectionsPanel:
             if conn is None or generation != self._generation or stop.is_set():
                 continue
             source = self._widget.layer_name(conn.source)
-            if render_unit_thumbnails(self._widget, self._model, source, conn.units.tolist(), stop):
+            units = [unit for _, unit, _ in _shown(conn)]
+            if render_unit_thumbnails(self._widget, self._model, source, units, stop):
                 self.publish(result, "rendering")
         if generation == self._generation:
             self.publish(result, "stopped" if stop.is_set() else "done")
@@ -102,8 +105,7 @@ class ConnectionsPanel:
         kernels = conn.kernels
         peak = float(abs(kernels).max()) if kernels is not None and kernels.size else None
         items = []
-        for rank, (unit, strength) in enumerate(zip(conn.units, conn.strength, strict=True)):
-            unit = int(unit)
+        for rank, unit, strength in _shown(conn):
             item: dict[str, Any] = {"unit": unit, "strength": float(strength), "thumb": None}
             item["kernel"] = (
                 None if kernels is None else blob.add(_png(kernel_image(kernels[rank], peak)))
@@ -112,6 +114,18 @@ class ConnectionsPanel:
                 item["thumb"] = blob.add(thumbnails[unit])
             items.append(item)
         return {"layer": source, "method": conn.method, "images": conn.images, "items": items}
+
+
+def _shown(conn: Any) -> list[tuple[int, int, float]]:
+    """``(rank, unit, strength)`` of the connections that exist: a strength of (almost) zero is
+    no connection (a depthwise conv feeds one unit) and is not shown."""
+    strength = np.asarray(conn.strength, dtype=np.float64)
+    floor = 1e-6 * float(np.abs(strength).max()) if strength.size else 0.0
+    return [
+        (rank, int(unit), float(value))
+        for rank, (unit, value) in enumerate(zip(conn.units, strength, strict=True))
+        if abs(value) > floor
+    ]
 
 
 def _png(image: Any) -> bytes:
