@@ -9,6 +9,8 @@
   whole activation vector (all positions as one batch, streamed).
 - :func:`connections` (:mod:`.connections`): the units of another layer most strongly connected
   to a unit (expanded weights on linear paths, attribution elsewhere).
+- :func:`heatmap_overlay`, :func:`groups_overlay`, :func:`as_seen` (:mod:`.overlays`): the
+  maps over the photo, as ``(H, W, 3)`` uint8 pictures.
 
 Everything takes the images the rest of the package accepts (path, PIL image, array, tensor) and
 leaves the model exactly as found.
@@ -24,6 +26,7 @@ from lucid_widgets.blocks.grid import (
     semantic_dictionary,
 )
 from lucid_widgets.blocks.groups import NeuronGroups, neuron_groups
+from lucid_widgets.blocks.overlays import as_seen, group_colors, groups_overlay, heatmap_overlay
 
 __all__ = [
     "Attribution",
@@ -32,8 +35,12 @@ __all__ = [
     "NeuronGroups",
     "SemanticDictionary",
     "activation_grid",
+    "as_seen",
     "attribution",
     "connections",
+    "group_colors",
+    "groups_overlay",
+    "heatmap_overlay",
     "iter_activation_grid",
     "layer_connections",
     "neuron_groups",

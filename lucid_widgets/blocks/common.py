@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,8 +56,9 @@ def _input_size(size: int | tuple[int, int] | None, pre: Preprocess) -> tuple[in
 
 
 def _image_items(images: object) -> list[object]:
-    """One image or several: a list / tuple of images, or a ``(N, C, H, W)`` tensor."""
-    if isinstance(images, torch.Tensor) and images.dim() == 4:
+    """One image or several: a list / tuple of images, a ``(N, C, H, W)`` tensor or an
+    ``(N, H, W, C)`` array."""
+    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
         return list(images)
     if isinstance(images, (list, tuple)) and images and not isinstance(images[0], (int, float)):
         return list(images)
@@ -73,8 +75,8 @@ def load_images(
     model's preprocessing (not applied yet).
 
     ``images`` is one image (path, PIL image, ``(H, W[, C])`` array, ``(C, H, W)`` tensor) or
-    several (a list of those, or a ``(N, C, H, W)`` tensor). Each is resized (shorter side) and
-    centre-cropped to ``size`` (default: the model's input size).
+    several (a list of those, a ``(N, C, H, W)`` tensor or an ``(N, H, W, C)`` array). Each is
+    resized (shorter side) and centre-cropped to ``size`` (default: the model's input size).
     """
     pre = resolve(model, preprocess)
     height, width = _input_size(size, pre)

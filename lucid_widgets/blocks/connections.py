@@ -31,9 +31,9 @@ from lucid_widgets.blocks.common import (
     spatial_map,
 )
 from lucid_widgets.blocks.paths import (
+    AttributionRows,
     LinearizedPath,
     attribution_column,
-    attribution_row,
     default_images,
     is_linear,
     kernel_extent,
@@ -166,7 +166,11 @@ def _in_connections(ctx: dict, unit: int, linear: LinearizedPath | None) -> Conn
             strength = kernels.sum((1, 2))
             top = _top(strength, ctx["k"])
             return _result(ctx, unit, top, strength, kernels[top], "expanded_weights")
-    row = attribution_row(ctx["model"], ctx["early"], ctx["late"], ctx["batch"](), ctx["pre"], unit)
+    if "rows" not in ctx:  # the images run once for every unit of a layer_connections call
+        ctx["rows"] = AttributionRows(
+            ctx["model"], ctx["early"], ctx["late"], ctx["batch"](), ctx["pre"]
+        )
+    row = ctx["rows"].row(unit)
     return _result(ctx, unit, _top(row, ctx["k"]), row, None, "attribution")
 
 

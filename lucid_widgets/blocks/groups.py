@@ -56,13 +56,19 @@ class NeuronGroups:
         """Number of groups."""
         return len(self.directions)
 
-    def objective(self, index: int, cossim_pow: float = 0.0) -> Objective:
-        """A ``direction`` objective along group ``index``'s component: renders the group."""
+    def objective(self, index: int, cossim_pow: float = 0.0, batch: int | None = None) -> Objective:
+        """A ``direction`` objective along group ``index``'s component: renders the group
+        (on batch element ``batch`` only, when given)."""
         if not 0 <= index < self.n_groups:
             last = self.n_groups - 1
             raise IndexError(f"Group {index} out of range; valid: 0..{last}.")
         vector = torch.as_tensor(self.directions[index], dtype=torch.float32)
-        return objectives.direction(self.layer, vector, cossim_pow=cossim_pow)
+        return objectives.direction(self.layer, vector, cossim_pow=cossim_pow, batch=batch)
+
+    def batch_objective(self, cossim_pow: float = 0.0) -> Objective:
+        """Every group at once: batch element ``i`` of a batch of ``n_groups`` renders group
+        ``i`` (one optimization for all the groups)."""
+        return Objective.sum(self.objective(i, cossim_pow, batch=i) for i in range(self.n_groups))
 
 
 def _check_groups(n_groups: int, channels: int, layer: str) -> None:

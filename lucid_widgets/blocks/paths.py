@@ -4,9 +4,10 @@
   respect to the source map, at two random source maps (equal when the path is linear; then the
   gradient is the expanded weight). :func:`uniform_response` does the same forward-mode, for all
   the units a source unit feeds at once.
-- Elsewhere, attribution (activation x gradient) averaged over images: :func:`attribution_row`
-  (every source unit to one unit, one backward pass) and :func:`attribution_column` (one source
-  unit to every later unit, one forward-mode pass).
+- Elsewhere, attribution (activation x gradient) averaged over images:
+  :class:`AttributionRows` (every source unit to one unit: one forward pass, then a backward
+  pass per unit) and :func:`attribution_column` (one source unit to every later unit, one
+  forward-mode pass).
 
 ``ctx`` is the dict :mod:`lucid_widgets.blocks.connections` builds: ``model``, ``early``,
 ``late``, ``pre``, ``sizes`` (input sizes, smallest first) and ``relu_identity``.
@@ -26,7 +27,7 @@ from lucid_widgets.zoo.receptive_field import model_dtype
 __all__ = [
     "LinearizedPath",
     "attribution_column",
-    "attribution_row",
+    "AttributionRows",
     "centre",
     "default_images",
     "is_linear",
@@ -128,23 +129,33 @@ def is_linear(gradients: torch.Tensor) -> bool:
     return float((first - second).abs().max()) <= 1e-4 * scale
 
 
-def attribution_row(model, early, late, batch, pre, unit) -> torch.Tensor:
-    """Mean attribution of every ``early`` unit to ``late``'s unit (its spatial mean), ``(C,)``."""
-    leaf = {}
+class AttributionRows:
+    """Attribution of every ``early`` unit to one ``late`` unit (its spatial mean), averaged
+    over ``batch``: the forward pass runs once, each :meth:`row` is one backward pass."""
 
-    def replace(output: torch.Tensor) -> torch.Tensor:
-        leaf["a"] = output.detach().requires_grad_(True)
-        return leaf["a"]
+    def __init__(self, model, early, late, batch, pre):
+        self.early, self.late = early, late
+        leaf = {}
 
-    with torch.enable_grad():
-        outputs = replaced_forward(model, pre(batch), early, replace, [late])
-        late_maps = spatial_map(outputs[late], late).maps  # (N, C', H', W')
-        target = late_maps[:, unit].mean((1, 2)).mean()
-        (grad,) = torch.autograd.grad(target, leaf["a"], allow_unused=True)
-    if grad is None:
-        raise ValueError(f"Layer {late!r} does not depend on layer {early!r}.")
-    product = spatial_map(leaf["a"].detach() * grad, early).maps  # (N, C, H, W)
-    return product.sum((2, 3)).sum(0)  # mean over images: the target was averaged
+        def replace(output: torch.Tensor) -> torch.Tensor:
+            leaf["a"] = output.detach().requires_grad_(True)
+            return leaf["a"]
+
+        with torch.enable_grad():
+            outputs = replaced_forward(model, pre(batch), early, replace, [late])
+        self.leaf = leaf["a"]
+        self.late_maps = spatial_map(outputs[late], late).maps  # (N, C', H', W')
+
+    def row(self, unit: int) -> torch.Tensor:
+        """``(C,)``: each ``early`` unit's mean attribution to ``late``'s ``unit``."""
+        target = self.late_maps[:, unit].mean((1, 2)).mean()
+        grad = None
+        if target.requires_grad:
+            (grad,) = torch.autograd.grad(target, self.leaf, retain_graph=True, allow_unused=True)
+        if grad is None:
+            raise ValueError(f"Layer {self.late!r} does not depend on layer {self.early!r}.")
+        product = spatial_map(self.leaf.detach() * grad, self.early).maps  # (N, C, H, W)
+        return product.sum((2, 3)).sum(0)  # the mean over images: the target was averaged
 
 
 def attribution_column(model, early, late, batch, pre, unit) -> torch.Tensor:

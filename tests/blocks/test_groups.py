@@ -38,6 +38,9 @@ def test_same_seed_same_groups_and_several_images(tiny_net):
     np.testing.assert_array_equal(first.spatial, again.spatial)
     np.testing.assert_array_equal(first.directions, again.directions)
     assert first.spatial.shape == (2, 3, 32, 32) and first.directions.shape == (3, 8)
+    stacked = np.stack([image.permute(1, 2, 0).numpy() for image in images])  # (N, H, W, C)
+    as_array = neuron_groups(tiny_net, stacked, "early", n_groups=3, seed=4, size=32)
+    np.testing.assert_allclose(as_array.directions, first.directions, rtol=1e-4, atol=1e-6)
 
 
 def test_group_objective_is_a_direction_along_the_component():
