@@ -1,8 +1,10 @@
-"""Each unit's top input and output units, from :func:`lucid_widgets.blocks.connections`.
+"""Each unit's top input and output units, from :mod:`lucid_widgets.blocks` (issue 11).
 
-When the blocks module (issue 11) is not installed in this checkout, the table says so
-(``available: False`` with the reason) instead of failing the build; the next build, with
-connections available, computes those tasks again.
+:func:`lucid_widgets.blocks.connections.layer_connections` measures them (expanded weights
+where the path between the layers is linear, attribution otherwise), a window of units at a
+time, sharing the set-up. When the blocks module is missing from an installation, the table
+says so (``available: False`` with the reason) instead of failing the build; the next build
+that has it computes those tasks again.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 from torch import nn
 
 from lucid_widgets.atlas.plan import LayerPlan, Settings
@@ -19,27 +20,23 @@ __all__ = ["connections_function", "unit_connections"]
 
 
 def connections_function():
-    """``lucid_widgets.blocks.connections`` or ``None`` when it does not exist here."""
+    """``layer_connections(model, layer, units, **options)`` or ``None`` when not installed."""
     try:
-        module = importlib.import_module("lucid_widgets.blocks")
+        module = importlib.import_module("lucid_widgets.blocks.connections")
     except ImportError:
         return None
-    function = getattr(module, "connections", None)
+    function = getattr(module, "layer_connections", None)
     return function if callable(function) else None
 
 
-def _plain(value) -> list:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return [_plain(item) if isinstance(item, np.ndarray) else item for item in value]
-
-
-def _entry(result, fallback_layer: str | None) -> dict:
-    units = _plain(result.units)
+def _entry(result, plans: Mapping[str, LayerPlan]) -> dict:
+    """One direction's connections as JSON, the source named as the atlas names it."""
+    source = str(getattr(result, "source", "") or "")
+    by_path = {plan.path: name for name, plan in plans.items()}
     return {
-        "layer": fallback_layer or getattr(result, "source", None),
-        "units": units,
-        "strength": [round(float(value), 6) for value in _plain(result.strength)],
+        "layer": source if source in plans else by_path.get(source, source),
+        "units": [int(unit) for unit in list(result.units)],
+        "strength": [round(float(value), 6) for value in list(result.strength)],
         "method": str(getattr(result, "method", "")),
     }
 
@@ -59,8 +56,9 @@ def unit_connections(
 ) -> dict:
     """``{"available", "reason", "units": {unit: {"in": {...}, "out": {...}}}}``.
 
-    "in" lists the strongest units of the layer before ``layer`` in the atlas (the blocks
-    engine's default source when the atlas has none before), "out" those of the layer after.
+    "in": the strongest units of the atlas layer before ``layer`` (for the first layer, the
+    blocks engine's default: the browsable layer before it); "out": those of the atlas layer
+    after it (none for the last layer).
     """
     function = connections_function()
     if function is None:
@@ -69,23 +67,26 @@ def unit_connections(
             "reason": "lucid_widgets.blocks.connections is not available in this installation",
             "units": {},
         }
-    before, after = _neighbour(plans, layer, -1), _neighbour(plans, layer, 1)
-    path = plans[layer].path
-    table: dict[str, dict] = {}
-    for unit in units:
-        entry = {}
-        for direction, other in (("in", before), ("out", after)):
-            if direction == "out" and other is None:
-                continue
-            source = plans[other].path if other else None
-            result = function(
-                model,
-                path,
-                unit=int(unit),
-                source=source,
-                k=settings.connections_k,
-                direction=direction,
-            )
-            entry[direction] = _entry(result, other)
-        table[str(unit)] = entry
+    path, k = plans[layer].path, settings.connections_k
+    table: dict[str, dict] = {str(unit): {} for unit in units}
+    for direction, other in (
+        ("in", _neighbour(plans, layer, -1)),
+        ("out", _neighbour(plans, layer, 1)),
+    ):
+        if direction == "out" and other is None:
+            continue
+        source = plans[other].path if other else None
+        try:
+            results = function(model, path, list(units), source=source, k=k, direction=direction)
+        except ValueError as error:  # e.g. no browsable layer before the first one
+            for unit in units:
+                table[str(unit)][direction] = {
+                    "layer": None,
+                    "units": [],
+                    "strength": [],
+                    "method": f"none: {error}",
+                }
+            continue
+        for unit, result in zip(units, results, strict=True):
+            table[str(unit)][direction] = _entry(result, plans)
     return {"available": True, "reason": "", "units": table}

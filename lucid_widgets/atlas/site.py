@@ -24,7 +24,7 @@ from lucid_widgets.atlas.plan import slug
 from lucid_widgets.atlas.store import Atlas, AtlasCorruptError
 from lucid_widgets.atlas.tasks import image_path
 
-__all__ = ["SiteReport", "export_site", "site_image"]
+__all__ = ["SiteReport", "estimate_site_bytes", "export_site", "site_image"]
 
 ASSETS = Path(__file__).resolve().parent / "site_assets"
 QUALITY = 80
@@ -160,3 +160,28 @@ def export_site(
     text = f"window.ATLAS = {json.dumps(index, separators=(',', ':'))};\n"
     writer.write("data/index.js", text.encode())
     return SiteReport(out, writer.written, units)
+
+
+def estimate_site_bytes(atlas: Atlas, sample: int = 8) -> float:
+    """Bytes per unit of the exported site, from up to ``sample`` units per view as WebP.
+
+    Counts the unit's pictures and its share of the dataset thumbnails and page data.
+    """
+    per_view = []
+    for view in atlas.views:
+        sizes = []
+        for entry in atlas.manifest["layers"]:
+            for unit in entry["units"][:sample]:
+                try:
+                    sizes.append(len(site_image(atlas.read(image_path(entry["name"], view, unit)))))
+                except AtlasCorruptError:
+                    continue
+        per_view.append(float(np.mean(sizes)) if sizes else 0.0)
+    units = max(1, sum(len(entry["units"]) for entry in atlas.manifest["layers"]))
+    shared = sum(
+        record["files"][path]["bytes"]
+        for record in atlas.records.values()
+        for path in record["files"]
+        if path.startswith("dataset/") or path.endswith((".json",)) and "/links/" in path
+    )
+    return sum(per_view) + shared / units

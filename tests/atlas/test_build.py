@@ -9,6 +9,7 @@ import pytest
 
 from lucid_widgets import atlas as lw_atlas
 from lucid_widgets.atlas import tasks as atlas_tasks
+from lucid_widgets.blocks.connections import connections
 from lucid_widgets.dataset import dataset_examples
 from lucid_widgets.optvis import render_units
 
@@ -18,12 +19,33 @@ def _uint8(images: np.ndarray) -> np.ndarray:
 
 
 def test_image_equals_render_units_with_the_same_seed(tiny_net, tmp_path, fast):
-    store = lw_atlas.build(tiny_net, tmp_path, units=range(8), views=("channel", "negative"),
-                           connections=False, seed=3, **fast)  # fmt: skip
+    tiny_net.train()
+    tiny_net.relu2.register_forward_hook(lambda *args: None)
+    store = lw_atlas.build(
+        tiny_net,
+        tmp_path,
+        units=range(8),
+        views=("channel", "negative"),
+        connections=False,
+        seed=3,
+        **fast,
+    )
     assert store.layers == ["early", "late"] and store.units("late") == list(range(8))
+    assert tiny_net.training and all(p.requires_grad for p in tiny_net.parameters())
+    assert len(tiny_net.relu2._forward_hooks) == 1  # the user's hook kept, no hook of ours left
+    tiny_net.eval()
     for kind, view in (("channel", "channel"), ("negative_channel", "negative")):
-        expected = render_units(tiny_net, "late", units=range(8), size=24, steps=2, batch_size=4,
-                                kind=kind, seed=3, progress=False)  # fmt: skip
+        expected = render_units(
+            tiny_net,
+            "late",
+            units=range(8),
+            size=24,
+            steps=2,
+            batch_size=4,
+            kind=kind,
+            seed=3,
+            progress=False,
+        )
         got = np.stack([store.image("late", unit, view=view) for unit in range(8)])
         assert got.shape == (8, 24, 24, 3)
         np.testing.assert_array_equal(got, _uint8(expected))
@@ -32,8 +54,9 @@ def test_image_equals_render_units_with_the_same_seed(tiny_net, tmp_path, fast):
 
 def test_all_four_views_and_their_shapes(tiny_net, tmp_path, fast):
     views = ("channel", "negative", "neuron", "diversity")
-    store = lw_atlas.build(tiny_net, tmp_path, layers=["early"], units=[1], views=views,
-                           connections=False, **fast)  # fmt: skip
+    store = lw_atlas.build(
+        tiny_net, tmp_path, layers=["early"], units=[1], views=views, connections=False, **fast
+    )
     assert store.image("early", 1, view="neuron").shape == (24, 24, 3)
     assert store.image("early", 1, view="diversity").shape == (24, 4 * 24, 3)
     assert not np.array_equal(store.image("early", 1), store.image("early", 1, view="neuron"))
@@ -65,8 +88,9 @@ def test_interrupted_build_resumes_without_redoing_a_task(
         if len(seen) == 3:
             stop.set()
 
-    partial = lw_atlas.build(tiny_net, tmp_path / "a", stop=stop, callback=halt_after_three,
-                             **options)  # fmt: skip
+    partial = lw_atlas.build(
+        tiny_net, tmp_path / "a", stop=stop, callback=halt_after_three, **options
+    )
     assert len(ran) == 3 and len(partial.missing()) > 0
     first = list(ran)
     resumed = lw_atlas.build(tiny_net, tmp_path / "a", **options)
@@ -87,10 +111,20 @@ def test_interrupted_build_resumes_without_redoing_a_task(
 
 
 def test_sharded_examples_equal_one_dataset_pass(tiny_net, tmp_path, images, fast):
-    store = lw_atlas.build(tiny_net, tmp_path, units=[0, 5], views=("channel",), dataset=images,
-                           k=3, shard_size=3, connections=False, **fast)  # fmt: skip
-    reference = dataset_examples(tiny_net, images, layers=["early", "late"], k=3, cache_dir=False,
-                                 progress=False)  # fmt: skip
+    store = lw_atlas.build(
+        tiny_net,
+        tmp_path,
+        units=[0, 5],
+        views=("channel",),
+        dataset=images,
+        k=3,
+        shard_size=3,
+        connections=False,
+        **fast,
+    )
+    reference = dataset_examples(
+        tiny_net, images, layers=["early", "late"], k=3, cache_dir=False, progress=False
+    )
     for layer in ("early", "late"):
         for unit in (0, 5):
             for which in ("top", "bottom"):
@@ -110,31 +144,35 @@ def test_sharded_examples_equal_one_dataset_pass(tiny_net, tmp_path, images, fas
 def test_connections_unavailable_are_recorded_and_redone_later(
     tiny_net, tmp_path, monkeypatch, fast
 ):
-    store = lw_atlas.build(tiny_net, tmp_path, units=[0, 1], views=("channel",), **fast)
-    missing = store.connections("late", 1)
-    assert missing["available"] is False and "blocks" in missing["reason"]
-
-    class Result:
-        units, strength, method = [3, 2], [0.9, 0.4], "test"
-
     from lucid_widgets.atlas import links
 
-    monkeypatch.setattr(links, "connections_function", lambda: lambda *a, **k: Result())
-    store = lw_atlas.build(tiny_net, tmp_path, units=[0, 1], views=("channel",), **fast)
+    options = dict(units=[0, 1], views=("channel",), **fast)
+    with monkeypatch.context() as patch:
+        patch.setattr(links, "connections_function", lambda: None)
+        store = lw_atlas.build(tiny_net, tmp_path, **options)
+    missing = store.connections("late", 1)
+    assert missing["available"] is False and "blocks" in missing["reason"]
+    store = lw_atlas.build(tiny_net, tmp_path, **options)  # the real blocks engine now
     entry = store.connections("late", 1)
-    assert entry["in"] == {
-        "layer": "early",
-        "units": [3, 2],
-        "strength": [0.9, 0.4],
-        "method": "test",
-    }
+    expected = connections(tiny_net, "late", 1, source="relu1", k=8)
+    assert entry["in"]["layer"] == "early" and entry["in"]["method"] == expected.method
+    assert entry["in"]["units"] == [int(u) for u in expected.units]
+    np.testing.assert_allclose(entry["in"]["strength"], expected.strength, atol=1e-5)
     assert "out" not in entry  # the last layer of the atlas has no output layer here
-    assert store.connections("early", 0)["out"]["layer"] == "late"
+    out = store.connections("early", 0)["out"]
+    assert out["layer"] == "late" and len(out["units"]) == 10
 
 
 def test_put_writes_pictures_back(tiny_net, tmp_path, fast):
-    store = lw_atlas.build(tiny_net, tmp_path, layers=["early"], units=[0], views=("channel",),
-                           connections=False, **fast)  # fmt: skip
+    store = lw_atlas.build(
+        tiny_net,
+        tmp_path,
+        layers=["early"],
+        units=[0],
+        views=("channel",),
+        connections=False,
+        **fast,
+    )
     picture = np.zeros((1, 24, 24, 3), np.float32)
     picture[..., 0] = 1.0
     store.put("early", [5], picture)

@@ -32,13 +32,22 @@ def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("atlas")
     data = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
-    def connections(model, layer, unit, source=None, k=10, direction="in"):
-        return FakeConnections([unit, (unit + 1) % 4], [1.0, 0.5], source)
+    def connections(model, layer, units, source=None, k=10, direction="in"):
+        return [FakeConnections([unit, (unit + 1) % 4], [1.0, 0.5], source) for unit in units]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(links, "connections_function", lambda: connections)
-        atlas.build(tiny_net(), root / "store", units=range(4), size=32, steps=2, batch_size=4,
-                    dataset=data, k=3, progress=False)  # fmt: skip
+        atlas.build(
+            tiny_net(),
+            root / "store",
+            units=range(4),
+            size=32,
+            steps=2,
+            batch_size=4,
+            dataset=data,
+            k=3,
+            progress=False,
+        )
     return atlas.export_site(root / "store", root / "site").out
 
 
