@@ -21,7 +21,7 @@ function card(model: AnyModel, direction: string, side: ConnectionSide, item: Co
   const kernel = urls.url(blob, item.kernel);
   if (thumb) pictures.append(h("img", { class: "lw-conn-thumb", "data-testid": "lw-connection-thumb", src: thumb, alt: `unit ${item.unit}` }));
   else pictures.append(h("span", { class: "lw-conn-nothumb", title: "rendering its visualization…" }, "…"));
-  if (kernel) pictures.append(h("img", { class: "lw-conn-kernel", "data-testid": "lw-connection-kernel", src: kernel, alt: "kernel", title: "expanded-weight kernel (red +, blue −)" }));
+  if (kernel) pictures.append(h("img", { class: "lw-conn-kernel", "data-testid": "lw-connection-kernel", src: kernel, alt: "kernel", title: "expanded-weight kernel (orange +, blue −)" }));
   const sign = item.strength >= 0 ? "positive" : "negative";
   const layer = layerLabel(model, side.layer);
   const button = h(

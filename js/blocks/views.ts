@@ -116,7 +116,7 @@ function attributionView(ctx: Ctx): HTMLElement[] {
     "div",
     { class: "lw-blocks-side" },
     h("div", { class: "lw-examples-label" }, "Class", select),
-    h("div", { class: "lw-hint" }, `score ${formatNumber(info.score ?? 0)} · red: supports it, blue: opposes it`),
+    h("div", { class: "lw-hint" }, `score ${formatNumber(info.score ?? 0)} · orange: supports it, blue: opposes it`),
     h("div", { class: "lw-examples-label" }, "Most supporting units"),
     unitCards(ctx, info.supporting ?? [], "supporting"),
     h("div", { class: "lw-examples-label" }, "Most opposing units"),

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from lucid_widgets.blocks import groups_overlay, heatmap_overlay
 from lucid_widgets.widget.blocks_media import (
-    GROUP_COLORS,
-    group_overlay,
+    group_rgb,
     render_directions,
     render_unit_thumbnails,
-    signed_overlay,
+    resized,
 )
 from lucid_widgets.widget.frames import encode
 from lucid_widgets.widget.media import BlobWriter
@@ -140,18 +140,19 @@ class BlocksPanel:
 
     def _publish_groups(self, key, groups, scores, target, images, state: str) -> None:
         photo = self._photo()
+        small = resized(photo, 112)  # the per-group maps are small cards
+        colors = group_rgb(groups.n_groups)
         blob = BlobWriter()
         items = []
         for index in range(groups.n_groups):
-            color = GROUP_COLORS[index % len(GROUP_COLORS)].astype(int).tolist()
             score = None if scores is None else float(scores[index])
             top = np.argsort(-groups.directions[index])[:3].tolist()
-            item = {"group": index, "color": color, "attribution": score, "units": top}
-            item["map"] = blob.add_image(group_overlay(photo, groups.spatial, only=index, side=112))
+            item = {"group": index, "color": colors[index], "attribution": score, "units": top}
+            item["map"] = blob.add_image(groups_overlay(small, groups.spatial, only=index))
             item["image"] = None if images is None else blob.add_image(images[index])
             items.append(item)
         info = {"state": state, "groups": items, "target": target, "error": groups.relative_error}
-        info["overlay"] = blob.add_image(group_overlay(photo, groups.spatial))
+        info["overlay"] = blob.add_image(groups_overlay(photo, groups.spatial, alpha=0.6))
         info["target_label"] = self._label(target)
         self._publish(key, info, blob.blob())
 
@@ -235,7 +236,7 @@ class BlocksPanel:
         info = {
             "state": state, "target": target, "target_label": self._label(target),
             "score": attr.score, "total": attr.total,
-            "heatmap": blob.add_image(signed_overlay(self._photo(), attr.spatial)),
+            "heatmap": blob.add_image(heatmap_overlay(self._photo(), attr.spatial)),
             "supporting": [entry(u) for u in supporting],
             "opposing": [entry(u) for u in opposing],
         }  # fmt: skip
