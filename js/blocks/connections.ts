@@ -68,7 +68,7 @@ export function connectionsRow(model: AnyModel, bindings: Bindings): HTMLElement
     const fresh = info.layer === model.get("layer") && info.unit === model.get("unit");
     root.hidden = model.get("unit") < 0 || !info.state;
     root.dataset.state = fresh ? info.state ?? "" : "";
-    status.textContent = info.state === "running" ? "computing…" : info.state === "rendering" ? "rendering thumbnails…" : info.state === "stopped" ? "stopped" : "";
+    status.textContent = info.state === "running" ? "computing…" : info.state === "rendering" ? "rendering thumbnails…" : info.state === "waiting" ? "thumbnails render once the preview is done" : info.state === "stopped" ? "stopped" : "";
     const key = JSON.stringify([info, model.get("readonly")]) + (blob ? signature(blob) : "");
     if (key === drawn) return;
     drawn = key;

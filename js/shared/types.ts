@@ -171,7 +171,7 @@ export interface ConnectionSide {
 
 /** widget_connections: the open unit's connections. */
 export interface UnitConnections {
-  state?: "running" | "rendering" | "done" | "stopped";
+  state?: "running" | "waiting" | "rendering" | "done" | "stopped";
   layer?: string;
   unit?: number;
   inputs?: ConnectionSide;

@@ -58,6 +58,11 @@ class BlocksMixin(traitlets.HasTraits):
         they are computed (see ``w.unit_connections["state"]``) or without an open unit."""
         return self._connections.result
 
+    @traitlets.observe("status")
+    def _on_status_done(self, change: dict) -> None:
+        if change["new"] == "done":  # not "paused": Stop stops the thumbnails too
+            self._connections.resume()
+
     # ---- sample views -----------------------------------------------------------------------
     @traitlets.validate("sample_view")
     def _valid_sample_view(self, proposal: dict) -> str:

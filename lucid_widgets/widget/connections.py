@@ -5,7 +5,8 @@ the previous browsable layer, ``"out"``: the next one), with the sample image as
 attribution fallback averages over when there is one. Each connected unit shows its signed
 strength, its grid thumbnail (from the grid cache, else rendered on demand with the grid settings
 and stored in that cache) and its expanded-weight kernel where the path is linear. Clicking one in
-the widget opens it: navigation along the network.
+the widget opens it: navigation along the network. The live preview keeps its priority: the
+thumbnails that must be rendered wait until it is done (state ``"waiting"``).
 """
 
 from __future__ import annotations
@@ -48,12 +49,13 @@ class ConnectionsPanel:
         self._generation = 0
         self.result: UnitConnections | None = None
         self.k = CONNECTIONS_K
+        self._waiting: tuple | None = None  # (result, generation) whose thumbnails wait
 
     def request(self) -> None:
         """Compute the open unit's connections in the worker (the previous result is dropped)."""
         layer, unit = self._widget.layer, self._widget.unit
         self._generation += 1
-        self.result = None
+        self.result, self._waiting = None, None
         if not layer or unit < 0:
             self._widget.publish(unit_connections={}, unit_connections_blob=b"")
             return
@@ -78,6 +80,28 @@ class ConnectionsPanel:
                 errors[direction] = str(error)
         result = UnitConnections(layer, unit, found.get("in"), found.get("out"), errors)
         self.result = result
+        if self._widget.running and self._missing(result):  # the preview first
+            self._waiting = (result, generation)
+            self.publish(result, "waiting")
+            return
+        self._render(result, generation)
+
+    def _missing(self, result: UnitConnections) -> bool:
+        for conn in (result.inputs, result.outputs):
+            if conn is not None:
+                cached = self._widget.layer_thumbnails(self._widget.layer_name(conn.source))
+                if any(unit not in cached for _, unit, _ in _shown(conn)):
+                    return True
+        return False
+
+    def resume(self) -> None:
+        """The preview is done: render the thumbnails that waited for it (in the worker)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and waiting[1] == self._generation:
+            self._widget.run_in_worker(self._render, *waiting)
+
+    def _render(self, result: UnitConnections, generation: int) -> None:
+        """Worker thread: the missing thumbnails of both sides, then the final state."""
         self.publish(result, "rendering")
         stop = self._widget.stop_event
         for conn in (result.inputs, result.outputs):

@@ -330,8 +330,8 @@ class Microscope(BlocksMixin, WidgetBase):
         finally:
             self._opening = False
         self._examples.publish_unit()
-        self._connections.request()
         self.restart()
+        self._connections.request()  # after the preview: its thumbnails wait for the preview
 
     def _unit_row(self, unit: int, layer: str) -> dict:
         """The catalog row of ``layer``, after checking that it has a unit ``unit``."""

@@ -51,6 +51,11 @@ def _microscope(net, close_widgets, **kwargs) -> Microscope:
     return widget
 
 
+def _settle(widget: Microscope) -> None:
+    """Wait for the preview, then for the thumbnails that waited for it to finish."""
+    assert widget.wait(TIMEOUT) and widget.wait(TIMEOUT)
+
+
 def _view(widget: Microscope, view: str) -> dict:
     widget.sample_view = view
     assert widget.wait(TIMEOUT)
@@ -63,7 +68,7 @@ def test_connections_row_shows_the_hand_set_inputs_with_kernels(
 ):
     widget = _microscope(TwoConv(), close_widgets, layer="conv2")
     widget.open_unit(3)
-    assert widget.wait(TIMEOUT)
+    _settle(widget)
     info, blob = widget.unit_connections, widget.unit_connections_blob
     assert info["state"] == "done" and (info["layer"], info["unit"]) == ("conv2", 3)
     inputs = info["inputs"]
@@ -92,11 +97,11 @@ def test_clicking_a_connection_opens_that_unit_and_its_connections(
 ):
     widget = _microscope(small_net, close_widgets, layer="late", sample=photo)
     widget.open_unit(2)
-    assert widget.wait(TIMEOUT)
+    _settle(widget)
     inputs = widget.unit_connections["inputs"]
     target = inputs["items"][0]["unit"]
     recording_comm[-1].receive_custom({"type": "open_unit", "unit": target, "layer": "relu1"})
-    assert widget.wait(TIMEOUT)
+    _settle(widget)
     assert (widget.layer, widget.unit) == ("relu1", target), widget.message
     info = widget.unit_connections
     assert (info["layer"], info["unit"], info["state"]) == ("relu1", target, "done")
@@ -202,3 +207,30 @@ def test_stop_ends_a_view_and_start_resumes_it(
     widget.start()
     assert widget.wait(TIMEOUT)
     assert widget.sample_blocks["state"] == "done" and widget.sample_blocks["cells"]
+
+
+def test_connected_thumbnails_wait_for_the_preview(
+    fake_engine, recording_comm, close_widgets, small_net, photo
+):
+    order = []
+    fake_engine.hooks.append(lambda run: order.append("grid" if run.batch > 1 else "preview"))
+    widget = _microscope(small_net, close_widgets, layer="late", sample=photo)
+    widget.settings = {"steps": 100_000}
+    assert widget.wait(TIMEOUT)
+    widget.open_unit(2)
+    assert widget.unit_connections["state"] in ("running", "waiting")
+    widget.stop()  # paused, not done: the thumbnails keep waiting, nothing renders
+    assert widget.wait(TIMEOUT) and widget.wait(TIMEOUT)
+    assert widget.unit_connections["state"] == "waiting"
+    assert not widget.grid_images("early")
+    widget.settings = {"steps": 5}
+    order.clear()
+    widget.start()  # the preview carries on to its end, then the thumbnails render
+    _settle(widget)
+    assert order[0] == "preview" and "grid" in order
+    assert order.index("grid") > max(i for i, what in enumerate(order) if what == "preview")
+    assert widget.unit_connections["state"] == "done"
+    items = widget.unit_connections["inputs"]["items"]
+    assert all(item["thumb"] for item in items) and set(widget.grid_images("early")) >= {
+        item["unit"] for item in items
+    }
