@@ -3,7 +3,8 @@
 :func:`sample_view` runs one forward pass with hooks on every requested layer (and the logits)
 and returns a :class:`SampleView`. :func:`deepdream_of` and :func:`caricature_of` build the
 objective and ``param_f`` for Microscope's per-image views (DeepDream of the image, and a
-caricature / feature inversion of what a layer sees in it).
+caricature / feature inversion of what a layer sees in it); :func:`accentuation_of` raises one
+unit or class in the photo while keeping the image's activations near the photo's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lucid_widgets.zoo.receptive_field import model_dtype
 
 __all__ = [
     "LayerSample",
+    "accentuation_of",
     "Prediction",
     "SampleView",
     "caricature_of",
@@ -315,3 +317,83 @@ def caricature_of(
     if start == "image":
         return objective, lambda: param.from_image(picture)
     return objective, lambda: param.image(width, height, channels=pre.channels)
+
+
+def _layers_before(model: nn.Module, layer: str, count: int) -> list[str]:
+    """Up to ``count`` browsable layers before ``layer`` (evenly spaced, in network order)."""
+    path = resolve_layer(model, layer)
+    candidates = [name for name in default_layers(model) if resolve_layer(model, name) != path]
+    order = {name: index for index, (name, _) in enumerate(model.named_modules())}
+    stop = order.get(path, len(order))
+    earlier = [name for name in candidates if order.get(resolve_layer(model, name), stop) < stop]
+    if len(earlier) <= count:
+        return earlier
+    picks = np.linspace(0, len(earlier) - 1, count).round().astype(int)
+    return [earlier[index] for index in sorted(set(picks.tolist()))]
+
+
+def accentuation_of(
+    model: nn.Module,
+    image: object,
+    layer: str,
+    unit: int | str,
+    regularize: Sequence[str] | None = None,
+    strength: float = 1.0,
+    preprocess: Preprocess | None = None,
+) -> tuple[object, Callable]:
+    """Feature accentuation (Hamblin et al. 2024): the photo, changed to raise one unit or class.
+
+    The objective is the unit's mean activation (``layer="logits"``: the class logit, ``unit``
+    an index or a label) minus ``strength`` times the relative squared distance
+    ``||a_l(x) - a_l(photo)||^2 / ||a_l(photo)||^2`` summed over the ``regularize`` layers,
+    scaled by the standard deviation of ``layer``'s activations on the photo, so that both terms
+    are in the unit's units (strength 1: raising the unit by one such std may cost a relative
+    distance of 1). The
+    render starts from the photo, so the change stays close to it along the network: a view
+    between the caricature and the dataset examples.
+
+    Parameters
+    ----------
+    model, image
+        The network and the photo (path, PIL, array or tensor; resized to the input size).
+    layer, unit
+        What to raise.
+    regularize
+        Layers whose activations are kept near the photo's; default up to 4 browsable layers
+        before ``layer``, evenly spaced (the model's aliases, else its catalog).
+    strength
+        Weight of the regularizer (0: plain activation maximization from the photo).
+
+    Returns
+    -------
+    (objective, param_f)
+        Render with ``render_vis(model, objective, param_f)``, as :func:`deepdream_of`.
+    """
+    from lucid_widgets.optvis import objectives, param
+
+    if strength < 0:
+        raise ValueError(f"strength must be >= 0, got {strength!r}.")
+    pre = resolve(model, preprocess)
+    raise_ = objectives.class_logit(unit) if layer == "logits" else objectives.channel(layer, unit)
+    kept = _layers_before(model, layer, 4) if regularize is None else list(regularize)
+    batch = _as_batch(image, pre, model_device(model), model_dtype(model))  # (1, C, H, W)
+    with frozen(model), torch.no_grad(), capture(model, [*kept, layer]) as run:
+        acts = run(pre(batch))
+    scale = float(acts[layer].float().std().clamp_min(1e-6))  # the layer's spread on the photo
+    targets = {name: acts[name].detach().float() for name in kept}
+
+    def inner(current) -> torch.Tensor:
+        distance = 0.0
+        for name, target in targets.items():
+            value = current[name].float()  # (B, C, h, w) or (B, C)
+            reference = target.to(value.device)
+            if value.dim() == 4 and value.shape[-2:] != reference.shape[-2:]:
+                reference = F.interpolate(reference, size=value.shape[-2:], mode="bilinear")
+            squared = (value - reference).pow(2).flatten(1).sum(1)  # (B,)
+            distance = distance + (squared / reference.pow(2).sum().clamp_min(1e-12)).mean()
+        return raise_(current) - strength * scale * distance
+
+    name = f"accentuation({layer!r}, {unit!r}, strength={strength})"
+    objective = objectives.Objective(inner, name, {*kept, *raise_.layers})
+    picture = batch[0].float().cpu()
+    return objective, lambda: param.from_image(picture)

@@ -14,6 +14,7 @@ TensorFlow pads asymmetrically), so the model works at any input size.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,13 @@ from lucid_widgets.zoo.weights import (
 
 __all__ = [
     "BLOCKS",
+    "BlockSpec",
     "EfficientNetLite0",
     "build_efficientnet_lite0",
     "default_aliases",
     "default_weights_path",
+    "finish_lite",
+    "stage_blocks",
 ]
 
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, kept by the converted weights
@@ -57,20 +61,43 @@ class BlockSpec:
     stage: int
 
 
-def _stage_blocks() -> tuple[BlockSpec, ...]:
-    # (repeats, kernel, stride, expand, in, out) per stage: EfficientNet-B0's stages, which
-    # Lite0 keeps (width and depth multipliers 1.0).
-    stages = [
-        (1, 3, 1, 1, 32, 16),
-        (2, 3, 2, 6, 16, 24),
-        (2, 5, 2, 6, 24, 40),
-        (3, 3, 2, 6, 40, 80),
-        (3, 5, 1, 6, 80, 112),
-        (4, 5, 2, 6, 112, 192),
-        (1, 3, 1, 6, 192, 320),
-    ]
+# (repeats, kernel, stride, expand, in, out) per stage: EfficientNet-B0's stages, which Lite0
+# keeps (width and depth multipliers 1.0).
+B0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+
+
+def _round_width(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's ``round_filters``: scale, round to a multiple of 8, never below 90 %."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def stage_blocks(width: float = 1.0, depth: float = 1.0) -> tuple[BlockSpec, ...]:
+    """The MBConv blocks of EfficientNet-Lite with width / depth multipliers.
+
+    As in the EfficientNet-Lite reference, the stem (32) and head (1280) keep their widths and the
+    first and last stages keep one block; the other stages get ``ceil(depth * repeats)`` blocks
+    and ``round_filters(width * channels)`` channels. ``(1.0, 1.0)`` is Lite0, ``(1.0, 1.1)``
+    Lite1, ``(1.1, 1.2)`` Lite2.
+    """
+    last = len(B0_STAGES)
     blocks = []
-    for stage, (repeats, kernel, stride, expand, in_ch, out_ch) in enumerate(stages, start=1):
+    for stage, (repeats, kernel, stride, expand, in_ch, out_ch) in enumerate(B0_STAGES, start=1):
+        if stage not in (1, last):
+            repeats = math.ceil(depth * repeats)
+        in_ch = in_ch if stage == 1 else _round_width(in_ch, width)
+        out_ch = out_ch if stage == 1 else _round_width(out_ch, width)
         for index in range(repeats):
             first = index == 0
             blocks.append(
@@ -86,7 +113,7 @@ def _stage_blocks() -> tuple[BlockSpec, ...]:
     return tuple(blocks)
 
 
-BLOCKS: tuple[BlockSpec, ...] = _stage_blocks()
+BLOCKS: tuple[BlockSpec, ...] = stage_blocks()
 
 
 class SameConv2d(nn.Conv2d):
@@ -166,15 +193,23 @@ class EfficientNetLite0(nn.Module):
         Width of the final linear layer (1000 for the pretrained weights).
     dropout
         Dropout before the classifier (only active in training mode).
+    blocks
+        The MBConv blocks (:func:`stage_blocks`; default Lite0's), so that Lite1 / Lite2 share
+        this class.
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        num_classes: int = NUM_CLASSES,
+        dropout: float = 0.2,
+        blocks: tuple[BlockSpec, ...] = BLOCKS,
+    ) -> None:
         super().__init__()
         self._conv_stem = SameConv2d(3, STEM_WIDTH, 3, stride=2, bias=False)
         self._bn0 = _batch_norm(STEM_WIDTH)
         self._stem_act = nn.ReLU6()
-        self._blocks = nn.ModuleList(MBConvBlock(spec) for spec in BLOCKS)
-        self._conv_head = SameConv2d(BLOCKS[-1].out_channels, HEAD_WIDTH, 1, bias=False)
+        self._blocks = nn.ModuleList(MBConvBlock(spec) for spec in blocks)
+        self._conv_head = SameConv2d(blocks[-1].out_channels, HEAD_WIDTH, 1, bias=False)
         self._bn1 = _batch_norm(HEAD_WIDTH)
         self._head_act = nn.ReLU6()
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
@@ -184,23 +219,24 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W)
         x = self._stem_act(self._bn0(self._conv_stem(x)))  # (B, 32, H/2, W/2)
         for block in self._blocks:
-            x = block(x)  # (B, 320, H/32, W/32) after the last block
+            x = block(x)  # (B, 320 (Lite2: 352), H/32, W/32) after the last block
         x = self._head_act(self._bn1(self._conv_head(x)))  # (B, 1280, H/32, W/32)
         x = self._avg_pooling(x).flatten(1)  # (B, 1280)
         return self._fc(self._dropout(x))  # (B, num_classes)
 
 
-def default_aliases() -> dict[str, str]:
+def default_aliases(blocks: tuple[BlockSpec, ...] = BLOCKS) -> dict[str, str]:
     """Readable layer names -> dotted module paths for :class:`EfficientNetLite0`.
 
-    ``stem`` (32 channels, stride 2), ``block0`` .. ``block15`` (the MBConv block outputs),
+    ``stem`` (32 channels, stride 2), ``block0`` .. ``block15`` (the MBConv block outputs; to
+    ``block20`` for Lite1 / Lite2, whose ``blocks`` are passed),
     ``block{N}_expand`` / ``block{N}_depthwise`` (the ReLU6 activations inside block N, with the
     expanded width), ``head`` (1280 channels after the 1x1 head conv), ``pool`` (the globally
     averaged head, ``(1280, 1, 1)``) and ``fc`` (the 1000 class logits). A catalog of the model
     marks exactly these layers browsable.
     """
     aliases = {"stem": "_stem_act"}
-    for index, spec in enumerate(BLOCKS):
+    for index, spec in enumerate(blocks):
         aliases[f"block{index}"] = f"_blocks.{index}"
         if spec.expand != 1:
             aliases[f"block{index}_expand"] = f"_blocks.{index}._expand_act"
@@ -260,20 +296,38 @@ def build_efficientnet_lite0(
     FileNotFoundError
         ``weights`` is not a file.
     """
-    model = EfficientNetLite0()
+    return finish_lite(
+        EfficientNetLite0(), "efficientnet_lite0", 224, pretrained, weights, default_weights_path
+    )
+
+
+def finish_lite(
+    model: EfficientNetLite0,
+    name: str,
+    input_size: int,
+    pretrained: bool,
+    weights: str | Path | None,
+    weights_path: Callable[[], Path],
+) -> EfficientNetLite0:
+    """Load the weights (checked key by key) into an EfficientNet-Lite and attach its metadata.
+
+    ``weights`` (a path) wins over ``pretrained``; ``weights_path()`` gives the packaged file and
+    raises :class:`WeightsUnavailableError` when its package is missing. The preprocessing is
+    ImageNet's mean / std at ``input_size`` px; the aliases follow the model's own blocks.
+    """
     if weights is not None or pretrained:
-        path = Path(weights) if weights is not None else default_weights_path()
+        path = Path(weights) if weights is not None else weights_path()
         state = load_state_dict_file(path)
         verify_state_dict(model, state, source=f"the weights in {path}")
         model.load_state_dict(state, strict=True)
-    model.lucid_aliases = default_aliases()
+    model.lucid_aliases = default_aliases(tuple(block.spec for block in model._blocks))
     model.lucid_preprocess = Preprocess(
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         value_range=(0.0, 1.0),
-        input_size=(224, 224),
+        input_size=(input_size, input_size),
         channels=3,
     )
     model.lucid_labels = imagenet_labels()
-    model.lucid_name = "efficientnet_lite0"
+    model.lucid_name = name
     return model.eval()

