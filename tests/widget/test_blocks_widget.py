@@ -234,3 +234,43 @@ def test_connected_thumbnails_wait_for_the_preview(
     assert all(item["thumb"] for item in items) and set(widget.grid_images("early")) >= {
         item["unit"] for item in items
     }
+
+
+def test_accentuation_view_starts_from_the_sample_and_raises_the_unit(
+    monkeypatch, fake_engine, recording_comm, close_widgets, small_net, photo
+):
+    made = []
+
+    def make_preview(model, objective, config, overrides=None):
+        made.append((objective, dict(overrides or {})))
+        return fake_engine.make_preview(model, objective, config, overrides)
+
+    monkeypatch.setattr("lucid_widgets.widget.engine.make_preview", make_preview)
+    widget = _microscope(small_net, close_widgets, layer="late")
+    widget.unit = 2
+    with pytest.raises(traitlets.TraitError, match="the accentuation view needs a sample image"):
+        widget.unit_view = "accentuation"
+    widget.sample = photo
+    assert widget.wait(TIMEOUT)
+    recording_comm[-1].receive_custom({"type": "unit_view", "view": "accentuation"})
+    assert widget.wait(TIMEOUT)
+    objective, overrides = made[-1]
+    assert widget.objective == objective.name == "accentuation(late:2)"
+    # the real objective and start image: a few steps raise unit 2 of relu2 above the photo's
+    from lucid_widgets.optvis.preprocess import resolve
+    from lucid_widgets.optvis.render import Optimization
+
+    pre = resolve(small_net)
+
+    def unit_mean(image: torch.Tensor) -> float:  # (1, 3, H, W) in [0, 1]
+        with torch.no_grad():
+            x = pre(image)
+            acts = small_net.relu2(small_net.conv2(small_net.relu1(small_net.conv1(x))))
+        return float(acts[:, 2].mean())
+
+    with Optimization(small_net, objective, param_f=overrides["param_f"], seed=0) as run:
+        before = unit_mean(run.image())
+        for _ in range(20):
+            run.step()
+        after = unit_mean(run.image())
+    assert after > before
