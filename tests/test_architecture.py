@@ -213,8 +213,9 @@ def test_the_guard_finds_a_cycle_within_a_layer(fake_package: Path) -> None:
     _write(fake_package, "widget/a.py", "from lucid_widgets.widget import b\n")
     _write(fake_package, "widget/b.py", "def g():\n    from lucid_widgets.widget.a import x\n")
     cycles = import_cycles(fake_package)
-    a, b = "lucid_widgets.widget.a", "lucid_widgets.widget.b"
-    assert cycles == [[a, b, a]]
+    assert cycles == [
+        ["lucid_widgets.widget.a", "lucid_widgets.widget.b", "lucid_widgets.widget.a"]
+    ]
 
 
 def test_the_guard_finds_private_imports_and_clashes(fake_package: Path) -> None:

@@ -29,7 +29,7 @@ def as_seen(
 ) -> np.ndarray:
     """``(H, W, 3)`` uint8: the image resized and centre-cropped as the blocks feed it."""
     batch, _ = load_images(model, image, size, preprocess)
-    return to_uint8(batch[:1].float(), rgb=True)[0]
+    return to_uint8(batch[:1].float(), rgb=True)[0]  # (H, W, 3)
 
 
 def _upsample(maps: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:

@@ -36,22 +36,15 @@ class ExamplesPanel:
         self._results: dict[str, Any] = {}  # layer (dotted name) -> ExamplesResult
 
     # ---- public API -------------------------------------------------------------------------
-    def set_dataset(
-        self,
-        dataset: Any,
-        k: int = 9,
-        *,
-        cache_dir: str | os.PathLike | bool | None = None,
-        batch_size: int | None = None,
-        dataset_id: str | None = None,
-    ) -> None:
-        """Use ``dataset`` (None: no examples); see :meth:`Microscope.set_dataset`."""
+    def set_dataset(self, dataset: Any, k: int, options: dict[str, Any]) -> None:
+        """Use ``dataset`` (None: no examples), ``k`` per unit and direction; ``options`` go to
+        ``dataset_examples`` (see :meth:`Microscope.set_dataset`)."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if isinstance(dataset, (str, os.PathLike)) and not os.path.isdir(dataset):
             raise FileNotFoundError(f"dataset folder {os.fspath(dataset)!r} does not exist")
         self.dataset = dataset
-        self._options = {"cache_dir": cache_dir, "batch_size": batch_size, "dataset_id": dataset_id}
+        self._options = dict(options)
         self._generation += 1
         self._results = {}
         state = "idle" if dataset is None else "waiting"

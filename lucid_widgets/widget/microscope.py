@@ -411,9 +411,8 @@ class Microscope(BlocksMixin, WidgetBase):
         cache_dir, batch_size, dataset_id
             Passed to ``dataset_examples`` (``cache_dir=False`` disables the disk cache).
         """
-        self._examples.set_dataset(
-            dataset, k, cache_dir=cache_dir, batch_size=batch_size, dataset_id=dataset_id
-        )
+        options = {"cache_dir": cache_dir, "batch_size": batch_size, "dataset_id": dataset_id}
+        self._examples.set_dataset(dataset, k, options)
 
     @property
     def examples(self) -> Any:
