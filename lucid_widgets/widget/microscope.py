@@ -42,8 +42,8 @@ class Microscope(BlocksMixin, WidgetBase):
     (:meth:`set_dataset`) the unit detail shows the unit's top and bottom dataset examples and the
     grid can show each unit's top example; with a sample image (``w.sample = image`` or an upload
     in the widget) the Sample panel shows the predictions and the units it excites most. The unit
-    detail's views: channel, neuron, negative, diversity (four distinct images), and DeepDream
-    or caricature of the sample image. Under the preview, the unit's connections: the units of
+    detail's views: channel, neuron, negative, diversity (four distinct images), and DeepDream,
+    caricature or feature accentuation of the sample image. Under the preview, the unit's connections: the units of
     the previous layer that feed it and of the next layer that it feeds (``w.connections``);
     click one to open it. With a sample image, ``w.sample_view`` picks the Sample panel's view of
     the open layer: ``"units"``, ``"groups"`` (neuron groups; ``w.open_group(i)``),
