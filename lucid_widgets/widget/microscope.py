@@ -43,11 +43,11 @@ class Microscope(BlocksMixin, WidgetBase):
     grid can show each unit's top example; with a sample image (``w.sample = image`` or an upload
     in the widget) the Sample panel shows the predictions and the units it excites most. The unit
     detail's views: channel, neuron, negative, diversity (four distinct images), and DeepDream,
-    caricature or feature accentuation of the sample image. Under the preview, the unit's connections: the units of
-    the previous layer that feed it and of the next layer that it feeds (``w.connections``);
-    click one to open it. With a sample image, ``w.sample_view`` picks the Sample panel's view of
-    the open layer: ``"units"``, ``"groups"`` (neuron groups; ``w.open_group(i)``),
-    ``"dictionary"``, ``"grid"`` (activation grid) or ``"attribution"`` (to
+    caricature or feature accentuation of the sample image. Under the preview, the unit's
+    connections: the units of the previous layer that feed it and of the next layer that it feeds
+    (``w.connections``); click one to open it. With a sample image, ``w.sample_view`` picks the
+    Sample panel's view of the open layer: ``"units"``, ``"groups"`` (neuron groups;
+    ``w.open_group(i)``), ``"dictionary"``, ``"grid"`` (activation grid) or ``"attribution"`` (to
     ``w.sample_target``, default the top prediction); ``w.sample_block`` is its result.
 
     Parameters
