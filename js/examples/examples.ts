@@ -13,6 +13,7 @@ const TITLES: Record<UnitView, string> = {
   diversity: "Four images at once, pushed apart by a diversity penalty",
   deepdream: "Start from the sample image and amplify what this layer sees in it",
   caricature: "Feature inversion: an image whose layer activations match the sample image's",
+  accentuation: "Feature accentuation: the sample image changed to raise the unit, its activations kept near the photo's",
 };
 const NEEDS_SAMPLE = new Set<UnitView>(IMAGE_VIEWS);
 

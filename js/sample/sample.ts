@@ -1,5 +1,6 @@
 // Sample panel: an image through the network (upload or w.sample = image): its predictions and,
 // for the selected layer, the units it excites most with their activation maps.
+import { sampleViews } from "../blocks/views";
 import { BlobUrls, objectUrl, signature, toBytes } from "../shared/binary";
 import { Bindings, formatNumber, h } from "../shared/dom";
 import type { AnyModel, Prediction, SampleUnit } from "../shared/types";
@@ -27,16 +28,18 @@ export function samplePanel(model: AnyModel, bindings: Bindings): HTMLElement {
   const predictions = h("ol", { class: "lw-predictions", "data-testid": "lw-predictions" });
   const unitsTitle = h("div", { class: "lw-section-sub", "data-testid": "lw-sample-units-title" });
   const units = h("div", { class: "lw-sample-units", "data-testid": "lw-sample-units" });
+  const blocks = sampleViews(model, bindings);
   const root = h(
     "section",
     { class: "lw-sample", "data-testid": "lw-sample" },
-    h("header", { class: "lw-sample-head" }, h("span", { class: "lw-section-title" }, "Sample image"), upload, name, status),
+    h("header", { class: "lw-sample-head" }, h("span", { class: "lw-section-title" }, "Sample image"), upload, name, status, blocks.tabs),
     h(
       "div",
       { class: "lw-sample-body" },
       h("div", { class: "lw-sample-picture" }, image, placeholder),
       h("div", { class: "lw-sample-side" }, h("div", { class: "lw-section-sub" }, "Predictions"), predictions, unitsTitle, units),
     ),
+    blocks.body,
   );
   let imageUrl: string | null = null;
   let imageSig = "";
@@ -101,6 +104,9 @@ export function samplePanel(model: AnyModel, bindings: Bindings): HTMLElement {
     }
     unitsTitle.textContent = !layer ? "Pick a layer to see the units this image excites most" : fresh ? `Units of ${layerName} it excites most` : imageUrl ? `Running ${layerName}…` : "";
     upload.hidden = model.get("readonly");
+    const unitsView = model.get("sample_view") === "units";
+    units.hidden = !unitsView;
+    unitsTitle.hidden = !unitsView;
   };
 
   bindings.listen(input, "change", () => {
@@ -111,7 +117,7 @@ export function samplePanel(model: AnyModel, bindings: Bindings): HTMLElement {
       input.value = "";
     });
   });
-  bindings.on(["sample_info", "sample_image", "sample_blob", "layer", "readonly"], draw);
+  bindings.on(["sample_info", "sample_image", "sample_blob", "layer", "readonly", "sample_view"], draw);
   draw();
   return root;
 }

@@ -152,6 +152,85 @@ export interface SampleInfo {
   units?: SampleUnit[];
 }
 
+/** One connected unit of the open unit (images in unit_connections_blob). */
+export interface ConnectionItem {
+  unit: number;
+  strength: number;
+  thumb: BlobEntry | null;
+  kernel: BlobEntry | null;
+}
+
+/** widget_connections: one side (inputs from the previous layer, outputs to the next). */
+export interface ConnectionSide {
+  layer?: string;
+  method?: "expanded_weights" | "attribution";
+  images?: number;
+  items?: ConnectionItem[];
+  error?: string;
+}
+
+/** widget_connections: the open unit's connections. */
+export interface UnitConnections {
+  state?: "running" | "waiting" | "rendering" | "done" | "stopped";
+  layer?: string;
+  unit?: number;
+  inputs?: ConnectionSide;
+  outputs?: ConnectionSide;
+}
+
+/** The Sample panel's views (widget_blocks_panel.SAMPLE_VIEWS). */
+export type SampleViewName = "units" | "groups" | "dictionary" | "grid" | "attribution";
+
+export interface NeuronGroupItem {
+  group: number;
+  color: number[];
+  attribution: number | null;
+  units: number[];
+  map: BlobEntry;
+  image: BlobEntry | null;
+}
+
+export interface AttributedUnit {
+  unit: number;
+  value: number;
+  thumb: BlobEntry | null;
+}
+
+export interface GridCell {
+  y: number;
+  x: number;
+  image: BlobEntry;
+}
+
+/** widget_blocks_panel: the current sample view (images in sample_blocks_blob). */
+export interface SampleBlocks {
+  state?: "running" | "rendering" | "done" | "stopped" | "error";
+  layer?: string;
+  view?: SampleViewName;
+  message?: string;
+  target?: number | null;
+  target_label?: string;
+  // groups
+  groups?: NeuronGroupItem[];
+  overlay?: BlobEntry;
+  error?: number;
+  // dictionary (units / values: [y][x][rank]) and grid (height x width cells)
+  height?: number;
+  width?: number;
+  units?: number[][][];
+  values?: number[][][];
+  thumbs?: Record<string, BlobEntry>;
+  peak?: number;
+  cells?: GridCell[];
+  skipped?: number[][];
+  // attribution
+  score?: number;
+  total?: number;
+  heatmap?: BlobEntry;
+  supporting?: AttributedUnit[];
+  opposing?: AttributedUnit[];
+}
+
 export type RunStatus = "idle" | "running" | "paused" | "done" | "error";
 
 /** Binary traits arrive as DataView (ipywidgets); the static export uses the same. */
@@ -201,6 +280,12 @@ export interface MicroscopeTraits extends PreviewTraits {
   sample_image: Binary;
   sample_info: SampleInfo;
   sample_blob: Binary;
+  unit_connections: UnitConnections;
+  unit_connections_blob: Binary;
+  sample_view: SampleViewName;
+  sample_target: number;
+  sample_blocks: SampleBlocks;
+  sample_blocks_blob: Binary;
 }
 
 /** One front end renders both widgets (it reads `mode`); a LivePreview lacks the Microscope's. */
@@ -218,7 +303,10 @@ export type Action =
   | { type: "open_unit"; unit: number; layer?: string }
   | { type: "unit_view"; view: UnitView }
   | { type: "sample_upload"; name: string }
-  | { type: "sample_example"; index: number };
+  | { type: "sample_example"; index: number }
+  | { type: "sample_view"; view: SampleViewName }
+  | { type: "sample_target"; index: number }
+  | { type: "open_group"; group: number };
 
 /** The part of anywidget's model interface this front end uses. */
 export interface AnyModel {

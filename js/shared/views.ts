@@ -2,9 +2,9 @@
 // tests/widget/test_trait_contract.py fails when this file and the Python constants differ.
 
 /** What a click on a unit optimizes (Microscope.unit_view). */
-export const UNIT_VIEWS = ["channel", "neuron", "negative", "diversity", "deepdream", "caricature"] as const;
+export const UNIT_VIEWS = ["channel", "neuron", "negative", "diversity", "deepdream", "caricature", "accentuation"] as const;
 
 export type UnitView = (typeof UNIT_VIEWS)[number];
 
 /** The views that start from the sample image (disabled until there is one). */
-export const IMAGE_VIEWS: readonly UnitView[] = ["deepdream", "caricature"];
+export const IMAGE_VIEWS: readonly UnitView[] = ["deepdream", "caricature", "accentuation"];

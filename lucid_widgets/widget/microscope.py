@@ -14,6 +14,9 @@ from torch import nn
 
 from lucid_widgets.widget import engine
 from lucid_widgets.widget.base import WidgetBase
+from lucid_widgets.widget.blocks_api import BlocksMixin
+from lucid_widgets.widget.blocks_panel import BlocksPanel
+from lucid_widgets.widget.connections import ConnectionsPanel
 from lucid_widgets.widget.examples import GRID_VIEWS, ExamplesPanel
 from lucid_widgets.widget.jobs import GridRequest, PreviewRequest
 from lucid_widgets.widget.sample import SamplePanel, dataset_item, decode_upload
@@ -30,7 +33,7 @@ from lucid_widgets.widget.views import (
 __all__ = ["Microscope"]
 
 
-class Microscope(WidgetBase):
+class Microscope(BlocksMixin, WidgetBase):
     """OpenAI Microscope for any PyTorch model, inside a notebook cell.
 
     Pick a layer to see one feature visualization per unit (rendered in batches, streamed in
@@ -39,8 +42,13 @@ class Microscope(WidgetBase):
     (:meth:`set_dataset`) the unit detail shows the unit's top and bottom dataset examples and the
     grid can show each unit's top example; with a sample image (``w.sample = image`` or an upload
     in the widget) the Sample panel shows the predictions and the units it excites most. The unit
-    detail's views: channel, neuron, negative, diversity (four distinct images), and DeepDream
-    or caricature of the sample image.
+    detail's views: channel, neuron, negative, diversity (four distinct images), and DeepDream,
+    caricature or feature accentuation of the sample image. Under the preview, the unit's
+    connections: the units of the previous layer that feed it and of the next layer that it feeds
+    (``w.connections``); click one to open it. With a sample image, ``w.sample_view`` picks the
+    Sample panel's view of the open layer: ``"units"``, ``"groups"`` (neuron groups;
+    ``w.open_group(i)``), ``"dictionary"``, ``"grid"`` (activation grid) or ``"attribution"`` (to
+    ``w.sample_target``, default the top prediction); ``w.sample_block`` is its result.
 
     Parameters
     ----------
@@ -69,6 +77,8 @@ class Microscope(WidgetBase):
     >>> w.set_dataset(images, k=9)  # top / bottom examples of each unit, in the unit detail
     >>> w.sample = "cat.jpg"        # predictions and the units the photo excites most
     >>> w.unit_view = "caricature"  # feature inversion of the sample at the open unit's layer
+    >>> w.connections.inputs.units  # the units of the previous layer that feed the open unit
+    >>> w.sample_view = "groups"    # neuron groups of the open layer on the sample image
     """
 
     mode = traitlets.Unicode("microscope").tag(sync=True)
@@ -115,6 +125,8 @@ class Microscope(WidgetBase):
         self._rows: dict[str, dict] = {}  # layer name or alias -> catalog row
         self._examples = ExamplesPanel(self, model)
         self._sample = SamplePanel(self, model)
+        self._connections = ConnectionsPanel(self, model, self._sample)
+        self._blocks = BlocksPanel(self, model, self._sample)
         super().__init__(
             model, catalog=_catalog, settings=settings, grid_settings=grid_settings or {},
             page_size=page_size, **kwargs,
@@ -136,6 +148,7 @@ class Microscope(WidgetBase):
                 int(content["index"])
             ),
         })  # fmt: skip
+        self._actions.update(self._blocks_actions())
         with self._constructing():  # a bad layer, dataset or sample leaves no thread behind
             if layer:
                 self.layer = layer
@@ -188,6 +201,7 @@ class Microscope(WidgetBase):
             self._examples.publish_grid()
         self._examples.request()
         self._sample.request()
+        self._blocks.request()
 
     @traitlets.observe("page", "page_size", "grid_kind", "grid_negative")
     def _on_grid_view(self, change: dict) -> None:
@@ -317,6 +331,7 @@ class Microscope(WidgetBase):
             self._opening = False
         self._examples.publish_unit()
         self.restart()
+        self._connections.request()  # after the preview: its thumbnails wait for the preview
 
     def _unit_row(self, unit: int, layer: str) -> dict:
         """The catalog row of ``layer``, after checking that it has a unit ``unit``."""
@@ -351,6 +366,10 @@ class Microscope(WidgetBase):
         self._worker.submit("grid_resume")
         if self.examples_status.get("state") == "stopped":
             self._examples.request()
+        if self.unit_connections.get("state") == "stopped":
+            self._connections.request()
+        if self.sample_blocks.get("state") == "stopped":
+            self._blocks.request()
         if self.objective.strip():
             super().start()
 
@@ -422,13 +441,16 @@ class Microscope(WidgetBase):
         self.set_sample(image)
 
     @property
-    def sample_view(self) -> Any:
-        """The :class:`~lucid_widgets.dataset.sample.SampleView` of the current layer (or None)."""
+    def sample_result(self) -> Any:
+        """The :class:`~lucid_widgets.dataset.sample.SampleView` of the current layer (or None);
+        ``w.sample_view`` is the name of the Sample panel's view (``"units"``, ``"groups"`` ...)."""
         return self._sample.view
 
     def set_sample(self, image: Any, name: str | None = None) -> None:
         """Run ``image`` through the network and show it in the Sample panel (see ``sample``)."""
         self._sample.set(image, name)
+        self._blocks.reset()
+        self._blocks.request()
 
     def sample_from_example(self, index: int) -> None:
         """Use the dataset image ``index`` (e.g. a dataset example) as the sample image."""

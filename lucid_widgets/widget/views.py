@@ -4,8 +4,11 @@
 batch of four images pushed apart by ``- 100 * diversity(layer)``; ``deepdream`` starts from the
 sample image and amplifies what the layer sees in it
 (:func:`lucid_widgets.dataset.sample.deepdream_of`); ``caricature`` inverts the layer's
-activations of the sample image (:func:`lucid_widgets.dataset.sample.caricature_of`). All of them
-run through the same live preview.
+activations of the sample image (:func:`lucid_widgets.dataset.sample.caricature_of`);
+``accentuation`` starts from the sample image and raises the unit while keeping the image's
+activations near the photo's along the network
+(:func:`lucid_widgets.dataset.sample.accentuation_of`). All of them run through the same live
+preview.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ __all__ = [
     "view_for_grid",
 ]
 
-UNIT_VIEWS = ("channel", "neuron", "negative", "diversity", "deepdream", "caricature")
-IMAGE_VIEWS = ("deepdream", "caricature")  # need a sample image
+UNIT_VIEWS = (
+    "channel", "neuron", "negative", "diversity", "deepdream", "caricature", "accentuation",
+)  # fmt: skip
+IMAGE_VIEWS = ("deepdream", "caricature", "accentuation")  # need a sample image
 DIVERSITY_BATCH = 4
 DIVERSITY_WEIGHT = 100
 
@@ -89,25 +94,29 @@ def build_view(
 
         _, param_f = deepdream_of(sample, row["name"], size=size)
         return UnitView(view, f"deepdream({_layer_text(row)})", overrides={"param_f": param_f})
-    return _caricature_view(row, sample)
+    if view == "accentuation":
+        return _prepared_view(view, f"accentuation({unit_term(layer, unit)})", row, sample, unit)
+    return _prepared_view(view, f"caricature({_layer_text(row)})", row, sample)
 
 
-def _caricature_view(row: dict, sample: Any) -> UnitView:
+def _prepared_view(view: str, text: str, row: dict, sample: Any, unit: int = 0) -> UnitView:
+    """A view whose objective needs the model (built in the worker before the run)."""
     from lucid_widgets.optvis.objectives import Objective
 
-    text = f"caricature({_layer_text(row)})"
-
     def not_ready(acts: Any) -> Any:
-        raise RuntimeError("the caricature objective is built in the worker before the run")
+        raise RuntimeError(f"the {view} objective is built in the worker before the run")
 
     def prepare(model: Any) -> tuple[Any, dict]:
-        from lucid_widgets.dataset.sample import caricature_of
+        from lucid_widgets.dataset.sample import accentuation_of, caricature_of
 
-        objective, param_f = caricature_of(model, sample, row["name"])
+        if view == "accentuation":
+            objective, param_f = accentuation_of(model, sample, row["name"], unit)
+        else:
+            objective, param_f = caricature_of(model, sample, row["name"])
         return _renamed(objective, text), {"param_f": param_f}
 
     placeholder = Objective(not_ready, text, {row["name"]})
-    return UnitView("caricature", text, objective=placeholder, prepare=prepare)
+    return UnitView(view, text, objective=placeholder, prepare=prepare)
 
 
 def _renamed(objective: Any, name: str) -> Any:

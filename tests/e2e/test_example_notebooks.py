@@ -49,7 +49,7 @@ def test_building_blocks_notebook(lab_server, open_notebook):
     for needle in (
         "lw.show(seen)",
         "groups_overlay(seen, groups.spatial), *maps]",
-        "groups.batch_objective()",
+        "groups.batch_objective(),",  # the code cell (a markdown cell names it too)
         "heatmap_overlay(seen, a.spatial)",
         "lw.show(grid.reshape(",
         'render_units(model, "block9"',
