@@ -42,6 +42,7 @@ __all__ = [
     "Optimization",
     "Preprocess",
     "Step",
+    "blocks",
     "dataset_examples",
     "grid",
     "iter_units",
@@ -62,6 +63,7 @@ _LAZY = {
     "Microscope": ("lucid_widgets.widget", "Microscope"),
     "LivePreview": ("lucid_widgets.widget", "LivePreview"),
     "zoo": ("lucid_widgets.zoo", None),
+    "blocks": ("lucid_widgets.blocks", None),
     "sample_view": ("lucid_widgets.dataset", "sample_view"),
 }
 

@@ -39,3 +39,22 @@ def test_colab_quickstart_notebook(lab_server, open_notebook, widget_bundle):
     lab.run_code("w.start()")
     view.root.locator(f"{RENDERED_THUMB}").nth(3).wait_for(state="attached", timeout=240_000)
     assert view.preview() is not None
+
+
+def test_building_blocks_notebook(lab_server, open_notebook):
+    path = lab_server.root_dir / "building_blocks.ipynb"
+    set_parameters(path, SIZE=32, STEPS=4, CELL=16, GRID_STEPS=2)
+    lab = open_notebook(path.name)
+    lab.run_all(timeout_ms=600_000)
+    for needle in (
+        "lw.show(seen)",
+        "groups_overlay(seen, groups.spatial), *maps]",
+        "groups.batch_objective()",
+        "heatmap_overlay(seen, a.spatial)",
+        "lw.show(grid.reshape(",
+        'render_units(model, "block9"',
+    ):
+        cell = find_cell(path, needle)
+        assert _has_image(lab.outputs(cell)), f"cell {cell} ({needle}) shows no image"
+    assert "(7, 7, 16, 16, 3)" in lab.output_text(find_cell(path, "lw.show(grid.reshape("))
+    assert "expanded_weights" in lab.output_text(find_cell(path, "by_photo = "))

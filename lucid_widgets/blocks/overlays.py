@@ -1,0 +1,68 @@
+"""Pictures of the blocks over the photo: signed heat maps and neuron-group colour maps.
+
+Plain numpy and PIL, for notebooks and the widget: every function returns ``(H, W, 3)`` uint8.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lucid_widgets.blocks.common import load_images
+from lucid_widgets.dataset.images import to_uint8_rgb
+from lucid_widgets.optvis.preprocess import Preprocess
+
+__all__ = ["as_seen", "group_colors", "groups_overlay", "heatmap_overlay"]
+
+POSITIVE, NEGATIVE = np.array([1.0, 0.35, 0.0]), np.array([0.0, 0.45, 1.0])  # orange, blue
+
+
+def as_seen(
+    model: nn.Module,
+    image: object,
+    size: int | tuple[int, int] | None = None,
+    preprocess: Preprocess | None = None,
+) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the image resized and centre-cropped as the blocks feed it."""
+    batch, _ = load_images(model, image, size, preprocess)
+    return to_uint8_rgb(batch[:1].float())[0]
+
+
+def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(n, h, w)`` -> ``(n, H, W)``, bilinear."""
+    tensor = torch.as_tensor(np.asarray(maps, dtype=np.float32))[None]
+    return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0].numpy()
+
+
+def heatmap_overlay(photo: np.ndarray, values: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+    """A signed ``(h, w)`` map over an ``(H, W, 3)`` uint8 photo: positive orange, negative
+    blue, opacity proportional to ``|value|`` (scaled by the largest)."""
+    photo = np.asarray(photo, dtype=np.float32) / 255
+    scaled = _upsample(np.asarray(values)[None], photo.shape[:2])[0]
+    scaled = scaled / (np.abs(scaled).max() + 1e-12)  # (H, W) in [-1, 1]
+    colour = np.where(scaled[..., None] >= 0, POSITIVE, NEGATIVE)
+    weight = alpha * np.abs(scaled)[..., None]
+    mixed = (1 - weight) * photo + weight * colour
+    return (mixed.clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def group_colors(count: int) -> np.ndarray:
+    """``(count, 3)`` distinct colours in ``[0, 1]`` (evenly spaced hues)."""
+    return np.array([colorsys.hsv_to_rgb(i / count, 0.85, 1.0) for i in range(count)])
+
+
+def groups_overlay(photo: np.ndarray, spatial: np.ndarray, alpha: float = 0.75) -> np.ndarray:
+    """Neuron groups' ``(n, h, w)`` maps over a photo: each pixel takes the colour of its
+    strongest group, as opaque as that group is strong there (relative to its own maximum)."""
+    photo = np.asarray(photo, dtype=np.float32) / 255
+    maps = _upsample(spatial, photo.shape[:2])  # (n, H, W)
+    maps = maps / (maps.reshape(len(maps), -1).max(1)[:, None, None] + 1e-12)
+    strongest = maps.argmax(0)  # (H, W)
+    weight = alpha * maps.max(0)[..., None]
+    colour = group_colors(len(maps))[strongest]  # (H, W, 3)
+    mixed = (1 - weight) * photo + weight * colour
+    return (mixed.clip(0, 1) * 255).round().astype(np.uint8)
