@@ -42,6 +42,7 @@ __all__ = [
     "Optimization",
     "Preprocess",
     "Step",
+    "atlas",
     "blocks",
     "dataset_examples",
     "grid",
@@ -60,6 +61,7 @@ __all__ = [
 
 # Heavier parts load on first use: the widget (anywidget, ipywidgets), the zoo, sample views.
 _LAZY = {
+    "atlas": ("lucid_widgets.atlas", None),
     "Microscope": ("lucid_widgets.widget", "Microscope"),
     "LivePreview": ("lucid_widgets.widget", "LivePreview"),
     "zoo": ("lucid_widgets.zoo", None),

@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     layers = commands.add_parser("layers", help="list a model's layers")
     _add_model_arguments(layers)
     commands.add_parser("models", help="list the zoo's models")
+    from lucid_widgets.atlas import cli as atlas_cli
+
+    atlas_cli.add_parser(commands, _add_model_arguments)
     return parser
 
 
@@ -117,6 +120,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "models":
         print(zoo.available())
         return 0
+    if args.command == "atlas":
+        from lucid_widgets.atlas import cli as atlas_cli
+
+        return atlas_cli.run(args, _load_model)
     model = _load_model(args.model, args.weights, not args.random_weights, args.device)
     if args.command == "layers":
         print(zoo.layer_table(zoo.layers(model)))
