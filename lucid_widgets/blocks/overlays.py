@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lucid_widgets.blocks.common import load_images
-from lucid_widgets.dataset.images import to_uint8_rgb
+from lucid_widgets.optvis.arrays import to_uint8
 from lucid_widgets.optvis.preprocess import Preprocess
 
 __all__ = ["as_seen", "group_colors", "groups_overlay", "heatmap_overlay"]
@@ -29,7 +29,7 @@ def as_seen(
 ) -> np.ndarray:
     """``(H, W, 3)`` uint8: the image resized and centre-cropped as the blocks feed it."""
     batch, _ = load_images(model, image, size, preprocess)
-    return to_uint8_rgb(batch[:1].float())[0]
+    return to_uint8(batch[:1].float(), rgb=True)[0]
 
 
 def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
