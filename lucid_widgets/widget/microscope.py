@@ -9,10 +9,12 @@ import os
 from typing import Any
 
 import numpy as np
+import torch
 import traitlets
 from torch import nn
 
 from lucid_widgets.widget import engine
+from lucid_widgets.widget.atlas_source import AtlasSource
 from lucid_widgets.widget.base import WidgetBase
 from lucid_widgets.widget.examples import GRID_VIEWS, ExamplesPanel
 from lucid_widgets.widget.jobs import GridRequest, PreviewRequest
@@ -59,6 +61,14 @@ class Microscope(WidgetBase):
         :meth:`set_dataset`); computed in the widget's worker.
     sample
         A sample image (path, PIL image, array, tensor) to run through the network.
+    atlas
+        An atlas folder (``lucid_widgets.atlas.build``) of this model: grid pages, the stored unit
+        views, dataset examples and connections come from it at once, with no rendering; only
+        what it lacks (or a corrupt file) is rendered live, with its settings. The model's
+        weights must be the atlas's (``AtlasWeightsError`` otherwise).
+    write_back
+        With ``atlas``: write the thumbnails the widget renders with the atlas's settings back
+        into the atlas (``Atlas.put``), so the next Microscope finds them stored.
 
     Examples
     --------
@@ -69,6 +79,7 @@ class Microscope(WidgetBase):
     >>> w.set_dataset(images, k=9)  # top / bottom examples of each unit, in the unit detail
     >>> w.sample = "cat.jpg"        # predictions and the units the photo excites most
     >>> w.unit_view = "caricature"  # feature inversion of the sample at the open unit's layer
+    >>> w = Microscope(model, atlas="atlases/lite0")  # doctest: +SKIP
     """
 
     mode = traitlets.Unicode("microscope").tag(sync=True)
@@ -95,6 +106,9 @@ class Microscope(WidgetBase):
     sample_image = binary_trait()
     sample_info = traitlets.Dict().tag(sync=True)
     sample_blob = binary_trait()
+    # the Microscope on an atlas (AtlasSource)
+    atlas_info = traitlets.Dict().tag(sync=True)
+    unit_connections = traitlets.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -107,8 +121,11 @@ class Microscope(WidgetBase):
         dataset: Any = None,
         examples_k: int = 9,
         sample: Any = None,
+        atlas: str | os.PathLike | None = None,
+        write_back: bool = False,
         **kwargs: Any,
     ) -> None:
+        self._atlas: AtlasSource | None = None
         self._grid_config = engine.GridConfig()  # the grid_settings validator merges into it
         self._syncing_view = False
         self._view: UnitView | None = None  # the open unit's view (None before a unit opened)
@@ -137,6 +154,8 @@ class Microscope(WidgetBase):
             ),
         })  # fmt: skip
         with self._constructing():  # a bad layer, dataset or sample leaves no thread behind
+            if atlas is not None:
+                self._open_atlas(atlas, write_back, grid_settings or {})
             if layer:
                 self.layer = layer
             if dataset is not None:
@@ -245,6 +264,9 @@ class Microscope(WidgetBase):
         request = GridRequest(
             key, self.layer, self.page_units(), kind, self._grid_config, self.page
         )
+        if self._atlas is not None:  # stored thumbnails go into the cache: no rendering
+            self._atlas.fill(self._cache, request, self._row(self.layer))
+            self.atlas_info = self._atlas.info()
         self._worker.submit("grid", request)
 
     def grid_images(
@@ -316,7 +338,8 @@ class Microscope(WidgetBase):
         finally:
             self._opening = False
         self._examples.publish_unit()
-        self.restart()
+        if self._atlas is None or not self._show_stored_unit():
+            self.restart()
 
     def _unit_row(self, unit: int, layer: str) -> dict:
         """The catalog row of ``layer``, after checking that it has a unit ``unit``."""
@@ -364,6 +387,39 @@ class Microscope(WidgetBase):
             self._sample.show_error(name, str(error))
             raise
         self.set_sample(image, name)
+
+    # ---- the atlas (AtlasSource) -------------------------------------------------------------
+    def _open_atlas(self, folder: str | os.PathLike, write_back: bool, grid: dict) -> None:
+        self._atlas = AtlasSource(folder, self._model, write_back)
+        self.grid_settings = {**self._atlas.grid_settings(), **grid}  # the atlas's, unless asked
+        self.atlas_info = self._atlas.info()
+
+    def _show_stored_unit(self) -> bool:
+        """Show the open unit's stored view, examples and connections; False: not stored."""
+        row = self._row(self.layer)
+        stored = self._atlas.unit_images(row, self.unit, self.unit_view, self.grid_kind)
+        traits: dict[str, Any] = {"unit_connections": self._atlas.connections(row, self.unit)}
+        if self._examples.dataset is None:  # a dataset given to set_dataset wins
+            traits.update(self._atlas.examples(row, self.unit))
+        self.publish(**traits)
+        if stored is None:
+            return False
+        image = torch.from_numpy(stored).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+        self._has_run = False  # Start / Restart optimize this unit live
+        self._worker.stop()  # any live run ends first; its last frame comes before this one
+        note = f"unit {self.unit}: the atlas's picture (Start optimizes it live)"
+        self.run_in_worker(self._post_stored, image, note)
+        self._worker.submit("grid_resume")
+        return True
+
+    def _post_stored(self, image: torch.Tensor, note: str) -> None:  # worker thread
+        self.post_frame(image, final=True, status="done", running=False, step=0,
+                        total_steps=0, losses=[], message=note)  # fmt: skip
+
+    @property
+    def atlas(self) -> Any:
+        """The :class:`~lucid_widgets.atlas.Atlas` this Microscope reads (None without one)."""
+        return None if self._atlas is None else self._atlas.atlas
 
     # ---- dataset examples (ExamplesPanel) ---------------------------------------------------
     def set_dataset(
