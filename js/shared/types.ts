@@ -126,6 +126,33 @@ export interface GridExamples {
   items?: (BlobEntry & { unit: number; value: number })[];
 }
 
+/** Where the Microscope on an atlas stands (lucid_widgets.widget.atlas_source.AtlasSource). */
+export interface AtlasInfo {
+  folder?: string;
+  model?: string;
+  views?: string[];
+  write_back?: boolean;
+  stored?: number;
+  written?: number;
+  write_error?: string;
+  layers?: Record<string, string>;
+}
+
+/** The open unit's strongest input ("in") and output ("out") units, from the atlas. */
+export interface ConnectionEntry {
+  layer: string;
+  units: number[];
+  strength: number[];
+  method: string;
+}
+
+export interface UnitConnections {
+  layer?: string;
+  unit?: number;
+  in?: ConnectionEntry;
+  out?: ConnectionEntry;
+}
+
 export interface Prediction {
   index: number;
   label: string;
@@ -201,6 +228,8 @@ export interface MicroscopeTraits extends PreviewTraits {
   sample_image: Binary;
   sample_info: SampleInfo;
   sample_blob: Binary;
+  atlas_info: AtlasInfo;
+  unit_connections: UnitConnections;
 }
 
 /** One front end renders both widgets (it reads `mode`); a LivePreview lacks the Microscope's. */

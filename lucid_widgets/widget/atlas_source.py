@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,11 +46,20 @@ class AtlasSource:
         The Microscope's model: its weights must be the atlas's.
     write_back
         Store what the widget renders with the atlas's settings into the atlas.
+    on_write
+        Called (in the worker thread) after each write-back, e.g. to publish :meth:`info`.
     """
 
-    def __init__(self, folder: str | os.PathLike, model: nn.Module, write_back: bool = False):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        model: nn.Module,
+        write_back: bool = False,
+        on_write: Callable[[], None] | None = None,
+    ) -> None:
         self.atlas = open_atlas(folder, model)
         self.write_back = bool(write_back)
+        self._on_write = on_write
         self.stored = 0  # thumbnails taken from the store
         self.written = 0  # thumbnails written back
         self.write_error = ""
@@ -122,18 +132,15 @@ class AtlasSource:
             return None
 
     def _writer(self, name: str, view: str):
-        covered = set(self.atlas.units(name))
-
         def write(units: list[int], pixels: np.ndarray) -> None:  # worker thread
-            keep = [i for i, unit in enumerate(units) if unit in covered]
-            if not keep:
-                return
             try:
-                self.atlas.put(name, [units[i] for i in keep], pixels[keep], view=view)
+                self.atlas.put(name, units, pixels, view=view)  # (b, H, W, C) uint8
             except OSError as error:  # a read-only atlas: the grid still shows what it rendered
                 self.write_error = f"write-back to {str(self.atlas.folder)!r} failed: {error}"
-                return
-            self.written += len(keep)
+            else:
+                self.written += len(units)
+            if self._on_write is not None:
+                self._on_write()
 
         return write
 

@@ -390,7 +390,9 @@ class Microscope(WidgetBase):
 
     # ---- the atlas (AtlasSource) -------------------------------------------------------------
     def _open_atlas(self, folder: str | os.PathLike, write_back: bool, grid: dict) -> None:
-        self._atlas = AtlasSource(folder, self._model, write_back)
+        self._atlas = AtlasSource(
+            folder, self._model, write_back, lambda: self.publish(atlas_info=self._atlas.info())
+        )
         self.grid_settings = {**self._atlas.grid_settings(), **grid}  # the atlas's, unless asked
         self.atlas_info = self._atlas.info()
 
