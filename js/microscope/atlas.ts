@@ -8,10 +8,11 @@ export function atlasBadge(model: AnyModel, bindings: Bindings): HTMLElement {
     const info = model.get("atlas_info") ?? {};
     badge.hidden = !info.folder;
     const written = info.write_back ? ` · ${info.written ?? 0} written back` : "";
-    badge.textContent = `atlas · ${info.stored ?? 0} stored${written}`;
+    const unit = info.unit === "atlas" && model.get("unit") >= 0 ? " · unit from the atlas" : "";
+    badge.textContent = `atlas · ${info.stored ?? 0} stored${written}${unit}`;
     badge.title = `${info.folder ?? ""}${info.write_error ? `\n${info.write_error}` : ""}`;
   };
-  bindings.on(["atlas_info"], draw);
+  bindings.on(["atlas_info", "unit"], draw);
   draw();
   return badge;
 }

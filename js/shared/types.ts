@@ -98,6 +98,8 @@ export interface ExamplesStatus {
   k?: number;
   skipped?: number;
   complete?: boolean;
+  /** "atlas": the examples come from the atlas's dataset pass */
+  source?: "atlas";
   message?: string;
 }
 
@@ -118,6 +120,7 @@ export interface UnitExamples {
   unit?: number;
   k?: number;
   items?: ExampleItem[];
+  source?: "atlas";
 }
 
 export interface GridExamples {
@@ -135,6 +138,7 @@ export interface AtlasInfo {
   stored?: number;
   written?: number;
   write_error?: string;
+  unit?: "" | "atlas" | "live";
   layers?: Record<string, string>;
 }
 

@@ -63,6 +63,7 @@ class AtlasSource:
         self.stored = 0  # thumbnails taken from the store
         self.written = 0  # thumbnails written back
         self.write_error = ""
+        self.unit_source = ""  # the open unit's picture: "atlas" (stored) or "live"
 
     # ---- settings and names -----------------------------------------------------------------
     def grid_settings(self) -> dict[str, int]:
@@ -95,7 +96,7 @@ class AtlasSource:
         return {
             "folder": str(atlas.folder), "model": atlas.manifest.get("model", ""),
             "views": list(atlas.views), "write_back": self.write_back, "stored": self.stored,
-            "written": self.written, "write_error": self.write_error,
+            "written": self.written, "write_error": self.write_error, "unit": self.unit_source,
             "layers": {entry["path"]: entry["name"] for entry in atlas.manifest["layers"]},
         }  # fmt: skip
 
@@ -185,8 +186,18 @@ class AtlasSource:
                 })  # fmt: skip
         info = {"layer": row["name"], "unit": int(unit), "k": table["k"], "items": items,
                 "source": "atlas"}  # fmt: skip
-        status = {"state": "done", "layer": row["name"], "k": table["k"], "source": "atlas"}
+        status = {"state": "done", "layer": row["name"], "k": table["k"], "source": "atlas",
+                  "size": self._dataset_size()}  # fmt: skip
         return {"unit_examples": info, "unit_examples_blob": blob.blob(), "examples_status": status}
+
+    def _dataset_size(self) -> int | None:
+        """Images in the atlas's dataset pass: the end of its last shard (``shard.H.A-B``)."""
+        stops = [
+            int(task["id"].rsplit("-", 1)[1])
+            for task in self.atlas.manifest.get("tasks", [])
+            if task.get("kind") == "shard"
+        ]
+        return max(stops, default=None)
 
     def _examples_table(self, row: dict) -> dict | None:
         name = self.layer(row)

@@ -403,20 +403,20 @@ class Microscope(WidgetBase):
         traits: dict[str, Any] = {"unit_connections": self._atlas.connections(row, self.unit)}
         if self._examples.dataset is None:  # a dataset given to set_dataset wins
             traits.update(self._atlas.examples(row, self.unit))
-        self.publish(**traits)
+        self._atlas.unit_source = "live" if stored is None else "atlas"
+        self.publish(atlas_info=self._atlas.info(), **traits)
         if stored is None:
             return False
         image = torch.from_numpy(stored).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
         self._has_run = False  # Start / Restart optimize this unit live
         self._worker.stop()  # any live run ends first; its last frame comes before this one
-        note = f"unit {self.unit}: the atlas's picture (Start optimizes it live)"
-        self.run_in_worker(self._post_stored, image, note)
+        self.run_in_worker(self._post_stored, image)
         self._worker.submit("grid_resume")
         return True
 
-    def _post_stored(self, image: torch.Tensor, note: str) -> None:  # worker thread
+    def _post_stored(self, image: torch.Tensor) -> None:  # worker thread
         self.post_frame(image, final=True, status="done", running=False, step=0,
-                        total_steps=0, losses=[], message=note)  # fmt: skip
+                        total_steps=0, losses=[], message="")  # fmt: skip
 
     @property
     def atlas(self) -> Any:
