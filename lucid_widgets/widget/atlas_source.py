@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from torch import nn
 
@@ -162,6 +163,21 @@ class AtlasSource:
         height, width = image.shape[:2]
         count = width // height if stored == "diversity" and width % height == 0 else 1
         return np.stack(np.split(image, count, axis=1))  # (count, H, W, 3)
+
+    def unit_traits(
+        self, row: dict, unit: int, view: str, grid_kind: str, examples: bool = True
+    ) -> tuple[dict[str, Any], torch.Tensor | None]:
+        """The traits of an opened unit (connections, examples, ``atlas_info``) and its stored
+        picture as a ``(B, 3, H, W)`` tensor in [0, 1] (None: not stored, render it live)."""
+        stored = self.unit_images(row, unit, view, grid_kind)  # (B, H, W, 3) uint8
+        traits: dict[str, Any] = {"unit_connections": self.connections(row, unit)}
+        if examples:
+            traits.update(self.examples(row, unit))
+        self.unit_source = "live" if stored is None else "atlas"
+        traits["atlas_info"] = self.info()
+        if stored is None:
+            return traits, None
+        return traits, torch.from_numpy(stored).permute(0, 3, 1, 2).float() / 255.0
 
     def examples(self, row: dict, unit: int) -> dict[str, Any]:
         """The ``unit_examples`` (and ``examples_status``) traits of a unit from the atlas's

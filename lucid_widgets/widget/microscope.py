@@ -398,16 +398,13 @@ class Microscope(WidgetBase):
 
     def _show_stored_unit(self) -> bool:
         """Show the open unit's stored view, examples and connections; False: not stored."""
-        row = self._row(self.layer)
-        stored = self._atlas.unit_images(row, self.unit, self.unit_view, self.grid_kind)
-        traits: dict[str, Any] = {"unit_connections": self._atlas.connections(row, self.unit)}
-        if self._examples.dataset is None:  # a dataset given to set_dataset wins
-            traits.update(self._atlas.examples(row, self.unit))
-        self._atlas.unit_source = "live" if stored is None else "atlas"
-        self.publish(atlas_info=self._atlas.info(), **traits)
-        if stored is None:
+        traits, image = self._atlas.unit_traits(
+            self._row(self.layer), self.unit, self.unit_view, self.grid_kind,
+            examples=self._examples.dataset is None,  # a dataset given to set_dataset wins
+        )  # fmt: skip
+        self.publish(**traits)
+        if image is None:
             return False
-        image = torch.from_numpy(stored).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
         self._has_run = False  # Start / Restart optimize this unit live
         self._worker.stop()  # any live run ends first; its last frame comes before this one
         self.run_in_worker(self._post_stored, image)
