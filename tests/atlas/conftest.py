@@ -16,3 +16,8 @@ def fast() -> dict:
 def images() -> torch.Tensor:
     """Ten random images (N, C, H, W) in [0, 1]."""
     return torch.rand(10, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Ray tests run last: see tests/atlas/test_ray.py."""
+    items.sort(key=lambda item: "test_ray.py" in str(item.path))

@@ -1,4 +1,9 @@
-"""The Ray executor on a real local Ray cluster (2 CPUs), no mocks: same atlas, survives a kill."""
+"""The Ray executor on a real local Ray cluster (2 CPUs), no mocks: same atlas, survives a kill.
+
+Ray is imported only by the session fixture, and these tests run last (tests/atlas/conftest.py):
+importing Ray changes how torch's worker threads of ``iter_units(workers=2)`` compute in this
+process, which other tests compare against one worker.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ray = pytest.importorskip("ray")
-
-from lucid_widgets import atlas as lw_atlas  # noqa: E402
+from lucid_widgets import atlas as lw_atlas
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _start(paths: str) -> None:
+def _start(ray, paths: str) -> None:
     ray.init(
         num_cpus=2,
         num_gpus=0,
@@ -32,12 +35,13 @@ def _start(paths: str) -> None:
 def ray_cluster():
     """A real local Ray cluster; started again (3 tries) when a loaded machine makes its raylet
     miss the dashboard agent's fixed 15 s start-up window (ray-project/ray#65983)."""
+    ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "45")
     paths = os.pathsep.join(dict.fromkeys([str(ROOT), str(ROOT / "tests"), *sys.path]))
     for attempt in range(3):
         try:
-            _start(paths)
+            _start(ray, paths)
             break
         except Exception as error:  # Ray raises a bare Exception on a start-up timeout
             ray.shutdown()

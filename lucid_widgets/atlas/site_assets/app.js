@@ -55,7 +55,7 @@
         layer.units.slice(0, 8).map((u) => picture(layer.name, u, A.views[0])));
       return el("a", { class: "layer-row", href: layerUrl(layer.name), "data-name": layer.name }, [
         el("span", { class: "name", text: layer.name }),
-        el("span", { class: "muted", text: layer.units.length + " / " + layer.count + " units" }),
+        el("span", { class: "muted count", text: layer.units.length + " / " + layer.count + " units" }),
         strip,
       ]);
     });
@@ -107,9 +107,12 @@
     if (!entry || !entry.layer || !layerInfo(entry.layer)) {
       return el("div", { class: "muted", text: entry ? "from " + (entry.layer || "the input") : "none" });
     }
-    return el("div", { class: "links" }, entry.units.map((u, i) =>
-      el("a", { href: unitUrl(entry.layer, u), class: "link" }, [picture(entry.layer, u, A.views[0]),
-        el("span", { text: entry.layer + ":" + u + " (" + Number(entry.strength[i]).toFixed(2) + ")" })])));
+    const covered = layerInfo(entry.layer).units;
+    return el("div", { class: "links" }, entry.units.map((u, i) => {
+      const label = el("span", { text: entry.layer + ":" + u + " (" + Number(entry.strength[i]).toFixed(2) + ")" });
+      if (!covered.includes(u)) return el("span", { class: "link", title: "not in this atlas" }, [picture(entry.layer, u, A.views[0]), label]);
+      return el("a", { href: unitUrl(entry.layer, u), class: "link" }, [picture(entry.layer, u, A.views[0]), label]);
+    }));
   }
 
   function connectionsBlock(links) {
