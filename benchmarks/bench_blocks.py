@@ -97,6 +97,14 @@ def bench_grid(model, photo, cell: int, steps: int, rows: list) -> None:
     rows.append(("  ... speed-up of the batch", looped / batched))
 
 
+class _Rows(list):
+    """Rows of the report, each printed as soon as it is measured."""
+
+    def append(self, row: tuple[str, float]) -> None:
+        super().append(row)
+        print(f"| {row[0]} | {row[1]:.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -106,18 +114,16 @@ def main() -> None:
 
     model = lw.zoo.load("efficientnet_lite0").to(args.device)
     photo = skimage.data.chelsea()
-    rows: list = []
-    bench_connections(model, photo, 3 if args.quick else 8, rows)
+    threads = torch.get_num_threads()
+    print(f"| lw.blocks on efficientnet_lite0, {args.device}, {threads} torch threads | s |")
+    print("|---|---|", flush=True)
+    rows = _Rows()
+    bench_connections(model, photo, 2 if args.quick else 8, rows)
     bench_per_image(model, photo, 1 if args.quick else 3, rows)
     if args.quick:
         bench_grid(model, photo, 32, 4, rows)
     else:
         bench_grid(model, photo, 48, 16, rows)
-    threads = torch.get_num_threads()
-    print(f"\n| lw.blocks on efficientnet_lite0, {args.device}, {threads} torch threads | s |")
-    print("|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value:.3f} |")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from lucid_widgets.blocks.common import internal_pass, layer_outputs, load_images, spatial_map
+from lucid_widgets.optvis.arrays import to_numpy
 from lucid_widgets.optvis.objective_base import Activations, Objective
 from lucid_widgets.optvis.param import image as image_param
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
-from lucid_widgets.optvis.render import Optimization, StopSignal, check_steps, should_stop, to_numpy
+from lucid_widgets.optvis.render import Optimization, StopSignal, check_steps, should_stop
 
 __all__ = [
     "GridCells",

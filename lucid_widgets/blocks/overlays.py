@@ -29,21 +29,34 @@ def as_seen(
 ) -> np.ndarray:
     """``(H, W, 3)`` uint8: the image resized and centre-cropped as the blocks feed it."""
     batch, _ = load_images(model, image, size, preprocess)
-    return to_uint8(batch[:1].float(), rgb=True)[0]
+    return to_uint8(batch[:1].float(), rgb=True)[0]  # (H, W, 3)
 
 
-def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(n, h, w)`` -> ``(n, H, W)``, bilinear."""
+def _upsample(maps: np.ndarray, size: tuple[int, int], smooth: bool = True) -> np.ndarray:
+    """``(n, h, w)`` -> ``(n, H, W)``, bilinear (or nearest, for kernels)."""
     tensor = torch.as_tensor(np.asarray(maps, dtype=np.float32))[None]
+    if not smooth:
+        return F.interpolate(tensor, size=size, mode="nearest")[0].numpy()
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0].numpy()
 
 
-def heatmap_overlay(photo: np.ndarray, values: np.ndarray, alpha: float = 0.7) -> np.ndarray:
+def heatmap_overlay(
+    photo: np.ndarray,
+    values: np.ndarray,
+    alpha: float = 0.7,
+    smooth: bool = True,
+    scale: float | None = None,
+) -> np.ndarray:
     """A signed ``(h, w)`` map over an ``(H, W, 3)`` uint8 photo: positive orange, negative
-    blue, opacity proportional to ``|value|`` (scaled by the largest)."""
+    blue, opacity proportional to ``|value|``, full from ``scale`` on (default: the 98th
+    percentile of ``|values|``, so that one outlier does not wash out the rest; give one scale
+    to compare several maps). ``smooth=False`` keeps the cells square."""
     photo = np.asarray(photo, dtype=np.float32) / 255
-    scaled = _upsample(np.asarray(values)[None], photo.shape[:2])[0]
-    scaled = scaled / (np.abs(scaled).max() + 1e-12)  # (H, W) in [-1, 1]
+    values = np.asarray(values, dtype=np.float32)
+    if scale is None:
+        scale = float(np.percentile(np.abs(values), 98)) or float(np.abs(values).max())
+    scaled = _upsample(values[None], photo.shape[:2], smooth)[0]
+    scaled = np.clip(scaled / (scale + 1e-12), -1, 1)  # (H, W) in [-1, 1]
     colour = np.where(scaled[..., None] >= 0, POSITIVE, NEGATIVE)
     weight = alpha * np.abs(scaled)[..., None]
     mixed = (1 - weight) * photo + weight * colour
@@ -55,12 +68,17 @@ def group_colors(count: int) -> np.ndarray:
     return np.array([colorsys.hsv_to_rgb(i / count, 0.85, 1.0) for i in range(count)])
 
 
-def groups_overlay(photo: np.ndarray, spatial: np.ndarray, alpha: float = 0.75) -> np.ndarray:
+def groups_overlay(
+    photo: np.ndarray, spatial: np.ndarray, alpha: float = 0.75, only: int | None = None
+) -> np.ndarray:
     """Neuron groups' ``(n, h, w)`` maps over a photo: each pixel takes the colour of its
-    strongest group, as opaque as that group is strong there (relative to its own maximum)."""
+    strongest group, as opaque as that group is strong there (relative to its own maximum).
+    ``only=i`` draws group ``i`` alone, in its colour."""
     photo = np.asarray(photo, dtype=np.float32) / 255
     maps = _upsample(spatial, photo.shape[:2])  # (n, H, W)
     maps = maps / (maps.reshape(len(maps), -1).max(1)[:, None, None] + 1e-12)
+    if only is not None:
+        maps = np.where(np.arange(len(maps))[:, None, None] == only, maps, 0.0)
     strongest = maps.argmax(0)  # (H, W)
     weight = alpha * maps.max(0)[..., None]
     colour = group_colors(len(maps))[strongest]  # (H, W, 3)

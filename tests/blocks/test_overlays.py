@@ -50,3 +50,16 @@ def test_batch_objective_gives_each_element_its_group():
         for i in range(2)
     )
     assert abs(value - expected) < 1e-4
+
+
+def test_one_group_alone_and_a_shared_heatmap_scale():
+    model, image = TextureNet(), two_textures()
+    groups = neuron_groups(model, image, "pool", n_groups=2)
+    photo = as_seen(model, image)
+    right_group = int(groups.spatial[:, :, 5:7].sum((1, 2)).argmax())
+    alone = groups_overlay(photo, groups.spatial, only=right_group)
+    change = np.abs(alone.astype(float) - photo).sum(-1)  # (H, W)
+    assert change[8:24, :6].mean() < 0.2 * change[8:24, -6:].mean()  # the left half barely
+    faint = heatmap_overlay(np.zeros((8, 8, 3), np.uint8), np.full((2, 2), 0.5), scale=1.0)
+    full = heatmap_overlay(np.zeros((8, 8, 3), np.uint8), np.full((2, 2), 0.5))
+    assert faint[..., 0].max() < full[..., 0].max()
