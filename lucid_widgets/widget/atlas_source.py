@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,7 @@ class AtlasSource:
         self.atlas = open_atlas(folder, model)
         self.write_back = bool(write_back)
         self._on_write = on_write
+        self._lock = threading.Lock()  # the worker writes back while the kernel reads pages
         self.stored = 0  # thumbnails taken from the store
         self.written = 0  # thumbnails written back
         self.write_error = ""
@@ -126,17 +128,19 @@ class AtlasSource:
         return missing
 
     def _read(self, path: str) -> bytes | None:
-        if not self.atlas.has(path):
-            return None
-        try:
-            return self.atlas.read(path)
-        except AtlasCorruptError:  # missing or changed on disk: rendered again, never shown
-            return None
+        with self._lock:
+            if not self.atlas.has(path):
+                return None
+            try:
+                return self.atlas.read(path)
+            except AtlasCorruptError:  # missing or changed on disk: rendered again, never shown
+                return None
 
     def _writer(self, name: str, view: str):
         def write(units: list[int], pixels: np.ndarray) -> None:  # worker thread
             try:
-                self.atlas.put(name, units, pixels, view=view)  # (b, H, W, C) uint8
+                with self._lock:
+                    self.atlas.put(name, units, pixels, view=view)  # (b, H, W, C) uint8
             except OSError as error:  # a read-only atlas: the grid still shows what it rendered
                 self.write_error = f"write-back to {str(self.atlas.folder)!r} failed: {error}"
             else:
@@ -228,7 +232,8 @@ class AtlasSource:
         """The ``unit_connections`` trait: the unit's strongest input and output units."""
         name = self.layer(row)
         try:
-            links = None if name is None else self.atlas.connections(name, int(unit))
+            with self._lock:
+                links = None if name is None else self.atlas.connections(name, int(unit))
         except AtlasCorruptError:
             links = None
         if not links or links.get("available") is False:
