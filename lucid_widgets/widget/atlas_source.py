@@ -206,9 +206,26 @@ class AtlasSource:
                 })  # fmt: skip
         info = {"layer": row["name"], "unit": int(unit), "k": table["k"], "items": items,
                 "source": "atlas"}  # fmt: skip
+        status = self.grid_examples(row, [], 0)["examples_status"]
+        return {"unit_examples": info, "unit_examples_blob": blob.blob(), "examples_status": status}
+
+    def grid_examples(self, row: dict, units: list[int], page: int) -> dict[str, Any]:
+        """The ``grid_examples`` traits: each page unit's top example crop (empty without any)."""
+        table = self._examples_table(row)
+        if table is None:
+            return {}
+        input_size = tuple(table["input_size"])
+        blob, items = BlobWriter(), []
+        for unit in units:
+            top = table["units"].get(str(unit), {}).get("top") or []
+            thumbnail = self._example_image(top[0]["index"]) if top else None
+            if thumbnail is not None:
+                entry = blob.add_image(enlarge(_crop(thumbnail, top[0]["box"], input_size), 64))
+                items.append({"unit": unit, "value": float(top[0]["value"]), **entry})
+        info = {"layer": row["name"], "page": page, "items": items}
         status = {"state": "done", "layer": row["name"], "k": table["k"], "source": "atlas",
                   "size": self._dataset_size()}  # fmt: skip
-        return {"unit_examples": info, "unit_examples_blob": blob.blob(), "examples_status": status}
+        return {"grid_examples": info, "grid_examples_blob": blob.blob(), "examples_status": status}
 
     def _dataset_size(self) -> int | None:
         """Images in the atlas's dataset pass: the end of its last shard (``shard.H.A-B``)."""

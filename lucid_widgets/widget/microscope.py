@@ -265,8 +265,14 @@ class Microscope(WidgetBase):
             key, self.layer, self.page_units(), kind, self._grid_config, self.page
         )
         if self._atlas is not None:  # stored thumbnails go into the cache: no rendering
-            self._atlas.fill(self._cache, request, self._row(self.layer))
-            self.atlas_info = self._atlas.info()
+            row = self._row(self.layer)
+            self._atlas.fill(self._cache, request, row)
+            examples = (
+                {}
+                if self._examples.dataset is not None
+                else self._atlas.grid_examples(row, request.units, self.page)
+            )  # a dataset given to set_dataset wins
+            self.publish(atlas_info=self._atlas.info(), **examples)
         self._worker.submit("grid", request)
 
     def grid_images(

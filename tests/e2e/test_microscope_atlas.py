@@ -75,6 +75,12 @@ def test_microscope_on_an_atlas_shows_a_full_grid_page_at_once(
     assert "8 stored" in view.by_testid("lw-atlas-badge").inner_text()
     assert "grid done 8" in lab.run_cell(2, timeout_ms=60_000)  # the failing engine never ran
 
+    view.by_testid("lw-grid-view-example").click()  # each unit's top example, from the atlas
+    poll(lambda: view.by_testid("lw-grid").get_attribute("data-view") == "example", 30)
+    poll(lambda: view.rendered_count() == UNITS, 30, message="every unit's top example")
+    screenshot(lab.page, "-examples")
+    view.by_testid("lw-grid-view-visualization").click()
+
     view.thumb(3).click()  # the unit's stored view, examples and connections, no optimization
     poll(lambda: view.by_testid("lw-connection").count() > 0, 30, message="connections")
     poll(lambda: view.preview() is not None, 30, message="the stored picture")

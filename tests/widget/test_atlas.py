@@ -76,6 +76,12 @@ def test_grid_page_is_the_stored_thumbnails_and_no_rendering_job_runs(
     assert widget.grid_progress["state"] == "done" and widget.grid_progress["rendered"] == 4
     assert widget.grid_settings["size"] == 24 and widget.grid_settings["steps"] == 2
     assert widget.atlas_info["stored"] == 4 and widget.atlas is not None
+    atlas = lw_atlas.open(folder)
+    tops = [atlas.examples("early", unit)[0] for unit in STORED]
+    grid = widget.grid_examples
+    assert [item["unit"] for item in grid["items"]] == list(STORED)
+    assert [item["value"] for item in grid["items"]] == pytest.approx([t["value"] for t in tops])
+    assert widget.grid_examples_blob and widget.examples_status["state"] == "done"
 
 
 def test_units_the_store_lacks_are_rendered_live_and_written_back(
