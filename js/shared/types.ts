@@ -98,6 +98,8 @@ export interface ExamplesStatus {
   k?: number;
   skipped?: number;
   complete?: boolean;
+  /** "atlas": the examples come from the atlas's dataset pass */
+  source?: "atlas";
   message?: string;
 }
 
@@ -118,12 +120,41 @@ export interface UnitExamples {
   unit?: number;
   k?: number;
   items?: ExampleItem[];
+  source?: "atlas";
 }
 
 export interface GridExamples {
   layer?: string;
   page?: number;
   items?: (BlobEntry & { unit: number; value: number })[];
+}
+
+/** Where the Microscope on an atlas stands (lucid_widgets.widget.atlas_source.AtlasSource). */
+export interface AtlasInfo {
+  folder?: string;
+  model?: string;
+  views?: string[];
+  write_back?: boolean;
+  stored?: number;
+  written?: number;
+  write_error?: string;
+  unit?: "" | "atlas" | "live";
+  layers?: Record<string, string>;
+}
+
+/** The open unit's strongest input ("in") and output ("out") units, from the atlas. */
+export interface ConnectionEntry {
+  layer: string;
+  units: number[];
+  strength: number[];
+  method: string;
+}
+
+export interface AtlasConnections {
+  layer?: string;
+  unit?: number;
+  in?: ConnectionEntry;
+  out?: ConnectionEntry;
 }
 
 export interface Prediction {
@@ -286,6 +317,8 @@ export interface MicroscopeTraits extends PreviewTraits {
   sample_target: number;
   sample_blocks: SampleBlocks;
   sample_blocks_blob: Binary;
+  atlas_info: AtlasInfo;
+  atlas_connections: AtlasConnections;
 }
 
 /** One front end renders both widgets (it reads `mode`); a LivePreview lacks the Microscope's. */

@@ -81,6 +81,8 @@ class Atlas:
     folder: Path
     manifest: dict
     records: dict[str, dict] = field(default_factory=dict)
+    # path -> claim, computed once per change of the records (a grid page reads 64 files)
+    _memo: dict[str, _Claim] | None = field(default=None, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ reading
 
@@ -114,6 +116,7 @@ class Atlas:
                 continue  # unreadable record: its task is simply not done
             records[record["task"]["id"]] = record
         self.records = records
+        self._memo = None
 
     @property
     def layers(self) -> list[str]:
@@ -140,10 +143,13 @@ class Atlas:
         return list(self.layer_info(layer)["units"])
 
     def _claims(self) -> dict[str, _Claim]:
+        if self._memo is not None:
+            return self._memo
         claims: dict[str, _Claim] = {}
         for task_id, record in sorted(self.records.items(), key=lambda item: item[1]["finished"]):
             for path, entry in record["files"].items():
                 claims[path] = _Claim(task_id, entry["sha256"], entry["bytes"])
+        self._memo = claims
         return claims
 
     def read(self, path: str) -> bytes:
@@ -256,12 +262,14 @@ class Atlas:
         }
         atomic_write_json(self.folder / "tasks" / f"{output.task.id}.json", record)
         self.records[output.task.id] = record
+        self._memo = None
 
     def forget(self, task_ids: Iterable[str]) -> None:
         """Drop completion records, so that the next build does those tasks again."""
         for task_id in set(task_ids):
             (self.folder / "tasks" / f"{task_id}.json").unlink(missing_ok=True)
             self.records.pop(task_id, None)
+        self._memo = None
 
     def put(
         self, layer: str, units: Sequence[int], images: np.ndarray, view: str = "channel"

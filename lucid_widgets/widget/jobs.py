@@ -40,6 +40,9 @@ class GridRequest:
     kind: str
     config: engine.GridConfig
     page: int = 0
+    # on_rendered(units, pixels (b, H, W, C) uint8), called in the worker after each batch
+    # (the Microscope on an atlas writes what it rendered back into the store)
+    on_rendered: Any = None
 
 
 def error_info(error: Exception) -> dict[str, Any]:

@@ -9,10 +9,12 @@ import os
 from typing import Any
 
 import numpy as np
+import torch
 import traitlets
 from torch import nn
 
 from lucid_widgets.widget import engine
+from lucid_widgets.widget.atlas_source import AtlasSource
 from lucid_widgets.widget.base import WidgetBase
 from lucid_widgets.widget.blocks_api import BlocksMixin
 from lucid_widgets.widget.blocks_panel import BlocksPanel
@@ -67,6 +69,14 @@ class Microscope(BlocksMixin, WidgetBase):
         :meth:`set_dataset`); computed in the widget's worker.
     sample
         A sample image (path, PIL image, array, tensor) to run through the network.
+    atlas
+        An atlas folder (``lucid_widgets.atlas.build``) of this model: grid pages, the stored unit
+        views, dataset examples and connections come from it at once, with no rendering; only
+        what it lacks (or a corrupt file) is rendered live, with its settings. The model's
+        weights must be the atlas's (``AtlasWeightsError`` otherwise).
+    write_back
+        With ``atlas``: write the thumbnails the widget renders with the atlas's settings back
+        into the atlas (``Atlas.put``), so the next Microscope finds them stored.
 
     Examples
     --------
@@ -79,6 +89,7 @@ class Microscope(BlocksMixin, WidgetBase):
     >>> w.unit_view = "caricature"  # feature inversion of the sample at the open unit's layer
     >>> w.connections.inputs.units  # the units of the previous layer that feed the open unit
     >>> w.sample_view = "groups"    # neuron groups of the open layer on the sample image
+    >>> w = Microscope(model, atlas="atlases/lite0")  # doctest: +SKIP
     """
 
     mode = traitlets.Unicode("microscope").tag(sync=True)
@@ -105,6 +116,10 @@ class Microscope(BlocksMixin, WidgetBase):
     sample_image = binary_trait()
     sample_info = traitlets.Dict().tag(sync=True)
     sample_blob = binary_trait()
+    # the Microscope on an atlas (AtlasSource)
+    atlas_info = traitlets.Dict().tag(sync=True)
+    atlas_connections = traitlets.Dict().tag(sync=True)
+    """The open unit's stored connections, from the atlas: ``{layer, unit, in, out}``."""
 
     def __init__(
         self,
@@ -117,8 +132,11 @@ class Microscope(BlocksMixin, WidgetBase):
         dataset: Any = None,
         examples_k: int = 9,
         sample: Any = None,
+        atlas: str | os.PathLike | None = None,
+        write_back: bool = False,
         **kwargs: Any,
     ) -> None:
+        self._atlas: AtlasSource | None = None
         self._grid_config = engine.GridConfig()  # the grid_settings validator merges into it
         self._syncing_view = False
         self._view: UnitView | None = None  # the open unit's view (None before a unit opened)
@@ -150,6 +168,8 @@ class Microscope(BlocksMixin, WidgetBase):
         })  # fmt: skip
         self._actions.update(self._blocks_actions())
         with self._constructing():  # a bad layer, dataset or sample leaves no thread behind
+            if atlas is not None:
+                self._open_atlas(atlas, write_back, grid_settings or {})
             if layer:
                 self.layer = layer
             if dataset is not None:
@@ -259,6 +279,15 @@ class Microscope(BlocksMixin, WidgetBase):
         request = GridRequest(
             key, self.layer, self.page_units(), kind, self._grid_config, self.page
         )
+        if self._atlas is not None:  # stored thumbnails go into the cache: no rendering
+            row = self._row(self.layer)
+            self._atlas.fill(self._cache, request, row)
+            examples = (
+                {}
+                if self._examples.dataset is not None
+                else self._atlas.grid_examples(row, request.units, self.page)
+            )  # a dataset given to set_dataset wins
+            self.publish(atlas_info=self._atlas.info(), **examples)
         self._worker.submit("grid", request)
 
     def grid_images(
@@ -330,8 +359,10 @@ class Microscope(BlocksMixin, WidgetBase):
         finally:
             self._opening = False
         self._examples.publish_unit()
-        self.restart()
-        self._connections.request()  # after the preview: its thumbnails wait for the preview
+        if self._atlas is None or not self._show_stored_unit():
+            self.restart()
+        if self._atlas is None:  # on an atlas, the stored connections (atlas_connections)
+            self._connections.request()  # after the preview: its thumbnails wait for it
 
     def _unit_row(self, unit: int, layer: str) -> dict:
         """The catalog row of ``layer``, after checking that it has a unit ``unit``."""
@@ -383,6 +414,38 @@ class Microscope(BlocksMixin, WidgetBase):
             self._sample.show_error(name, str(error))
             raise
         self.set_sample(image, name)
+
+    # ---- the atlas (AtlasSource) -------------------------------------------------------------
+    def _open_atlas(self, folder: str | os.PathLike, write_back: bool, grid: dict) -> None:
+        self._atlas = AtlasSource(
+            folder, self._model, write_back, lambda: self.publish(atlas_info=self._atlas.info())
+        )
+        self.grid_settings = {**self._atlas.grid_settings(), **grid}  # the atlas's, unless asked
+        self.atlas_info = self._atlas.info()
+
+    def _show_stored_unit(self) -> bool:
+        """Show the open unit's stored view, examples and connections; False: not stored."""
+        traits, image = self._atlas.unit_traits(
+            self._row(self.layer), self.unit, self.unit_view, self.grid_kind,
+            examples=self._examples.dataset is None,  # a dataset given to set_dataset wins
+        )  # fmt: skip
+        self.publish(**traits)
+        if image is None:
+            return False
+        self._has_run = False  # Start / Restart optimize this unit live
+        self._worker.stop()  # any live run ends first; its last frame comes before this one
+        self.run_in_worker(self._post_stored, image)
+        self._worker.submit("grid_resume")
+        return True
+
+    def _post_stored(self, image: torch.Tensor) -> None:  # worker thread
+        self.post_frame(image, final=True, status="done", running=False, step=0,
+                        total_steps=0, losses=[], message="")  # fmt: skip
+
+    @property
+    def atlas(self) -> Any:
+        """The :class:`~lucid_widgets.atlas.Atlas` this Microscope reads (None without one)."""
+        return None if self._atlas is None else self._atlas.atlas
 
     # ---- dataset examples (ExamplesPanel) ---------------------------------------------------
     def set_dataset(

@@ -341,6 +341,8 @@ class Worker:
         grid.batch = None
         for unit, picture in zip(grid.batch_units, pixels, strict=True):
             self.cache.put(grid.request.key, unit, encode(picture, "jpeg", quality=85), picture)
+        if grid.request.on_rendered is not None:
+            grid.request.on_rendered(list(grid.batch_units), pixels)
         grid.active = bool(grid.pending)
         self._publish_grid_page("rendering" if grid.active else "done")
 
