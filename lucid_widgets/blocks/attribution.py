@@ -217,14 +217,14 @@ def attribution(
         raise ValueError("The target reads the input image, which does not depend on the layer.")
     batch, pre = load_images(model, image, size, preprocess)
     network_input = pre(batch[:1])  # (1, C, H, W)
-    with internal_pass(model):
+    with internal_pass(model, network_input) as network:
         with torch.no_grad():
-            acts = layer_outputs(model, network_input, [layer])[layer]  # (1, C, H, W) / (1, N, C)
+            acts = layer_outputs(network, network_input, [layer])[layer]  # (1, C, H, W) / (1, N, C)
         spatial_map(acts, layer)  # positions needed
-        start = None if steps is None else _baseline_maps(model, baseline, layer, acts, pre, size)
+        start = None if steps is None else _baseline_maps(network, baseline, layer, acts, pre, size)
         leaf = _path(acts, start, steps).detach().requires_grad_(True)  # (P, ...)
         with torch.enable_grad():
-            outputs = replaced_forward(model, network_input, layer, lambda out: leaf, reads)
+            outputs = replaced_forward(network, network_input, layer, lambda out: leaf, reads)
             mean = _score(objective, outputs, model)  # objectives average over the batch
             grad = None
             if mean.requires_grad:
@@ -239,8 +239,8 @@ def attribution(
             return _result(
                 layer, objective.name, acts * gradient, gradient, float(mean.detach()), None
             )
-        score = _value(objective, model, network_input, layer, acts)
-        base = _value(objective, model, network_input, layer, start)
+        score = _value(objective, network, network_input, layer, acts)
+        base = _value(objective, network, network_input, layer, start)
     return _result(layer, objective.name, (acts - start) * gradient, gradient, score, base)
 
 

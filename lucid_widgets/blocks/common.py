@@ -1,9 +1,9 @@
 """What the building blocks share: images in, one internal forward pass, spatial layouts.
 
-Every pass the blocks make through a user's model goes through :func:`internal_pass` (eval mode,
-no weight gradients, everything put back on exit) and :func:`layer_outputs` /
-:func:`replaced_forward`, so that a change of how internal passes run (for instance keeping the
-user's own hooks from firing) is made here, once.
+Every pass the blocks make through a user's model goes through :func:`internal_pass` (the
+model's shadow copy, by the rule renders follow: no flag of the user's model is touched) and
+:func:`layer_outputs` / :func:`replaced_forward`, so that a change of how internal passes run
+is made here, once.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from torch import nn
 from lucid_widgets.dataset.images import ImageLoadError, as_float, load_image
 from lucid_widgets.optvis.hooks import (
     capture,
-    frozen,
     internal_hook,
     model_device,
     resolve_layer,
 )
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
+from lucid_widgets.optvis.shadow import pass_network
 from lucid_widgets.zoo.receptive_field import model_dtype
 
 __all__ = [
@@ -101,10 +101,13 @@ def load_images(
 
 
 @contextlib.contextmanager
-def internal_pass(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and frozen weights for the length of a block; the model is put back exactly."""
-    with frozen(model):
-        yield model
+def internal_pass(model: nn.Module, network_input: torch.Tensor) -> Iterator[nn.Module]:
+    """The module a block runs, checked on a preprocessed ``(B, C, H, W)`` input: the model's
+    shadow copy, or the model itself in eval mode when it has hooks of the user's (see
+    :func:`~lucid_widgets.optvis.shadow.pass_network`). No ``requires_grad`` flag is touched:
+    gradients are taken with respect to activations only (``torch.autograd.grad``)."""
+    with pass_network(model, network_input) as network:
+        yield network
 
 
 def _forward_error(model: nn.Module, network_input: torch.Tensor, error: Exception) -> ValueError:

@@ -229,8 +229,6 @@ def _probe_shapes(ctx: dict, layers: list[str]) -> dict[str, torch.Tensor]:
 
 
 def _context(model, layer, source, k, direction, relu_identity, images, size, preprocess):
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 'in' or 'out', got {direction!r}.")
     path = resolve_layer(model, layer)
@@ -280,8 +278,11 @@ def _run(model: nn.Module, layer: str, units, options: dict) -> list[Connections
     if unknown:
         raise TypeError(f"Unknown option(s) {unknown}; valid: {', '.join(_OPTIONS)}.")
     options = {**_OPTIONS, **options}
-    with internal_pass(model):
-        ctx = _context(model, layer, **options)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    pre = resolve(model, options["preprocess"])
+    with internal_pass(model, probe_input(pre, model, 1, None)) as network:
+        ctx = _context(network, layer, **options)
         count = ctx["counts"][layer]
         units = list(range(count)) if units is None else [int(unit) for unit in units]
         for unit in units:

@@ -47,8 +47,9 @@ def position_vectors(
 ) -> torch.Tensor:
     """``(H, W, C)``: the layer's activation vector at every position of ``image``."""
     batch, pre = load_images(model, image, size, preprocess)
-    with internal_pass(model), torch.no_grad():
-        acts = layer_outputs(model, pre(batch[:1]), [layer])[layer]
+    network_input = pre(batch[:1])  # (1, C, H, W)
+    with internal_pass(model, network_input) as network, torch.no_grad():
+        acts = layer_outputs(network, network_input, [layer])[layer]
     return spatial_map(acts, layer).maps[0].permute(1, 2, 0).float()  # (H, W, C)
 
 

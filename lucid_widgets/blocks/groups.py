@@ -139,8 +139,9 @@ def neuron_groups(
         after clipping the negative values (nothing to factor).
     """
     batch, pre = load_images(model, images, size, preprocess)
-    with internal_pass(model), torch.no_grad():
-        acts = layer_outputs(model, pre(batch), [layer])[layer]
+    network_input = pre(batch)  # (N, C, H, W)
+    with internal_pass(model, network_input) as network, torch.no_grad():
+        acts = layer_outputs(network, network_input, [layer])[layer]
     maps = spatial_map(acts, layer).maps.float()  # (N, C, H, W)
     count, channels, height, width = maps.shape
     _check_groups(n_groups, channels, layer)

@@ -45,9 +45,10 @@ from lucid_widgets.dataset.reduce import Candidates, Reducer
 from lucid_widgets.dataset.sample import resolve_layers
 from lucid_widgets.dataset.sources import Batch, DatasetSource, iter_batches, open_dataset, prefetch
 from lucid_widgets.dataset.topk import Layout, PassState, start_state, thumbnails
-from lucid_widgets.optvis.hooks import capture, frozen, model_device
+from lucid_widgets.optvis.hooks import capture, model_device
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
 from lucid_widgets.optvis.render import StopSignal, should_stop
+from lucid_widgets.optvis.shadow import pass_network
 from lucid_widgets.zoo.receptive_field import blank_input, model_dtype, receptive_field_boxes
 
 __all__ = ["ExamplesResult", "LayerExamples", "dataset_examples"]
@@ -225,11 +226,11 @@ class _Pass:
         self.skipped = list(resumed.skipped) if resumed is not None else []
         self.paths = list(names.values())
 
-    def _setup(self, batch_size: int | None) -> int:
+    def _setup(self, network: nn.Module, batch_size: int | None) -> int:
         """Probe forward (shapes, batch size), receptive fields and the starting state."""
         model = self.model
-        with frozen(model), torch.no_grad(), capture(model, self.paths) as run:
-            shapes, batch_size = _probe(model, run, self.pre, batch_size)
+        with torch.no_grad(), capture(network, self.paths) as run:
+            shapes, batch_size = _probe(network, run, self.pre, batch_size)
         self.layout = Layout.of(self.paths, shapes)
         self.boxes = self._receptive_fields(shapes)
         self.info = {
@@ -280,7 +281,14 @@ class _Pass:
         self.state = _update(self.state, found, batch, images, self.k, self.thumb)
 
     def run(self, batch_size: int | None, progress: bool, stop: StopSignal) -> ExamplesResult:
-        batch_size = self._setup(batch_size)
+        """The whole pass, on the model's shadow copy (see :func:`pass_network`): the user may
+        train the model meanwhile."""
+        probe = self.pre(blank_input(self.model, self.pre))  # (1, C, H, W)
+        with pass_network(self.model, probe) as network:
+            return self._run(network, batch_size, progress, stop)
+
+    def _run(self, network: nn.Module, batch_size, progress, stop) -> ExamplesResult:
+        batch_size = self._setup(network, batch_size)
         complete, last_save = False, time.monotonic()
         bar = tqdm(
             total=self.source.length,
@@ -291,8 +299,8 @@ class _Pass:
         batches = prefetch(self._batches(batch_size))
         try:
             locate_all = model_device(self.model).type not in _LOCATE_LATER_ON
-            hooked = Reducer(self.model, self.layout, self.k, locate_all)
-            with closing(batches), frozen(self.model), torch.no_grad(), hooked as run:
+            hooked = Reducer(network, self.layout, self.k, locate_all)
+            with closing(batches), torch.no_grad(), hooked as run:
                 for batch in batches:
                     if should_stop(stop):
                         break
@@ -308,7 +316,7 @@ class _Pass:
             warnings.warn(
                 f"Interrupted after {self.state.num_images} images; the result is incomplete."
                 + (resume if self.key else ""),
-                stacklevel=3,
+                stacklevel=4,
             )
         except Exception as error:  # any other failure: keep what is done, then raise it
             save_quietly(self.result(complete=False), self.root)
@@ -327,7 +335,7 @@ class _Pass:
             warnings.warn(
                 f"Skipped {len(self.skipped)} unreadable item(s), listed in result.skipped; "
                 f"the first: {name}: {reason}",
-                stacklevel=3,
+                stacklevel=4,
             )
         return result
 

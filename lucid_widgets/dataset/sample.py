@@ -21,8 +21,9 @@ from torch import nn
 
 from lucid_widgets.dataset.images import as_float, load_image
 from lucid_widgets.optvis.arrays import to_uint8
-from lucid_widgets.optvis.hooks import capture, frozen, model_device, resolve_layer
+from lucid_widgets.optvis.hooks import capture, model_device, resolve_layer
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
+from lucid_widgets.optvis.shadow import pass_network
 from lucid_widgets.zoo.receptive_field import model_dtype
 
 __all__ = [
@@ -153,6 +154,17 @@ def _as_batch(image: object, pre: Preprocess, device, dtype) -> torch.Tensor:
     return tensor[None].to(device=device, dtype=dtype)
 
 
+def _outputs(model: nn.Module, network_input: torch.Tensor, layers: list[str]) -> dict:
+    """``{layer: output}`` of one no-grad pass, run on the model's shadow copy (see
+    :func:`~lucid_widgets.optvis.shadow.pass_network`): no flag of the model's is touched."""
+    with (
+        pass_network(model, network_input) as network,
+        torch.no_grad(),
+        capture(network, layers) as run,
+    ):
+        return run(network_input)
+
+
 def _predictions(logits: torch.Tensor, labels: Sequence[str] | None, top: int) -> list[Prediction]:
     if logits.dim() != 2:
         return []
@@ -229,8 +241,7 @@ def sample_view(
     pre = resolve(model, preprocess)
     names = list(resolve_layers(model, layers))  # clear errors before the forward
     batch = _as_batch(image, pre, model_device(model), model_dtype(model))  # (1, C, H, W)
-    with frozen(model), torch.no_grad(), capture(model, [*names, "logits"]) as run:
-        acts = run(pre(batch))
+    acts = _outputs(model, pre(batch), [*names, "logits"])
     result = {name: _layer_sample(name, acts[name], top_units, reduce, pre) for name in names}
     return SampleView(
         image=to_uint8(batch.float(), rgb=True)[0],  # (H, W, 3)
@@ -294,8 +305,7 @@ def caricature_of(
         raise ValueError(f"start must be 'noise' or 'image', got {start!r}.")
     pre = resolve(model, preprocess)
     batch = _as_batch(image, pre, model_device(model), model_dtype(model))  # (1, C, H, W)
-    with frozen(model), torch.no_grad(), capture(model, [layer]) as run:
-        target = run(pre(batch))[layer].detach().float()  # (1, C, H', W') or (1, C)
+    target = _outputs(model, pre(batch), [layer])[layer].float()  # (1, C, H', W') or (1, C)
 
     def inner(acts) -> torch.Tensor:
         current = acts[layer].float()  # (B, C, h, w)
@@ -377,8 +387,7 @@ def accentuation_of(
     raise_ = objectives.class_logit(unit) if layer == "logits" else objectives.channel(layer, unit)
     kept = _layers_before(model, layer, 4) if regularize is None else list(regularize)
     batch = _as_batch(image, pre, model_device(model), model_dtype(model))  # (1, C, H, W)
-    with frozen(model), torch.no_grad(), capture(model, [*kept, layer]) as run:
-        acts = run(pre(batch))
+    acts = _outputs(model, pre(batch), [*kept, layer])
     scale = float(acts[layer].float().std().clamp_min(1e-6))  # the layer's spread on the photo
     targets = {name: acts[name].detach().float() for name in kept}
 

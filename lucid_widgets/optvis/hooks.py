@@ -5,9 +5,10 @@ Lucent registers a hook on every module and always runs the whole network. Here 
 the last of them has produced its output, so an objective on an early layer costs an early-layer
 forward.
 
-Internal passes and renders run a shadow copy of the model (see
-:mod:`lucid_widgets.optvis.shadow`); :func:`frozen` (eval mode and no weight gradients, restored
-on exit) remains for callers that run the model itself.
+Internal passes, renders, dataset passes and building blocks run a shadow copy of the model (see
+:mod:`lucid_widgets.optvis.shadow`, :func:`~lucid_widgets.optvis.shadow.pass_network`); the
+package itself no longer calls :func:`frozen` (eval mode and no weight gradients, restored on
+exit, which other threads see), kept for code that runs a model itself.
 """
 
 from __future__ import annotations

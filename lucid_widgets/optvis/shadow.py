@@ -6,7 +6,8 @@ hook of the user's. :func:`checked_shadow` also checks that the copy computes on
 replaced ``forward`` may close over the model's modules); :func:`quiet` gives a module for a dry
 pass, the checked shadow or else the model itself with its hooks :func:`silenced` in this
 thread. :func:`user_hook_paths` says where the user has hooks (then a render runs the model
-itself, so that the hooks see their own modules).
+itself, so that the hooks see their own modules). :func:`pass_network` applies the renders' rule
+to every other pass through the model (dataset examples, sample views, building blocks).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lucid_widgets.optvis.hooks import internal_hook, is_internal_hook
 __all__ = [
     "checked_shadow",
     "eval_mode",
+    "pass_network",
     "quiet",
     "shadow_copy",
     "silenced",
@@ -87,16 +89,34 @@ def shadow_copy(model: nn.Module) -> nn.Module | None:
     return shadow.eval()
 
 
+_EVAL_LOCK = threading.Lock()
+_EVAL_STATE: dict[int, tuple[int, list]] = {}  # id(model) -> (open blocks, saved modes)
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for a ``with`` block; every module's flag is put back."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    """Put ``model`` in eval mode for a ``with`` block; every module's flag is put back.
+
+    Nested and concurrent blocks on one model (a render and a dataset pass in two threads) are
+    counted: the first saves the flags and the last to leave restores them.
+    """
+    key = id(model)
+    with _EVAL_LOCK:
+        depth, modes = _EVAL_STATE.get(key, (0, []))
+        if depth == 0:
+            modes = [(module, module.training) for module in model.modules()]
+            model.eval()
+        _EVAL_STATE[key] = (depth + 1, modes)
     try:
         yield model
     finally:
-        for module, mode in modes:
-            module.training = mode
+        with _EVAL_LOCK:
+            depth, modes = _EVAL_STATE.pop(key)
+            if depth > 1:
+                _EVAL_STATE[key] = (depth - 1, modes)
+            else:
+                for module, mode in modes:
+                    module.training = mode
 
 
 _SILENT = threading.local()  # per thread: how many silenced() blocks are open
@@ -205,4 +225,25 @@ def quiet(model: nn.Module, *args, **kwargs) -> Iterator[nn.Module]:
         yield shadow
         return
     with eval_mode(model), silenced(model):
+        yield model
+
+
+@contextmanager
+def pass_network(model: nn.Module, *args, **kwargs) -> Iterator[nn.Module]:
+    """The module a pass through ``model`` runs, by the rule renders follow.
+
+    The :func:`checked_shadow` (checked on ``model(*args, **kwargs)``) when the model has no
+    hooks of the user's: eval mode, no weight gradients, and no flag of the model's ever
+    touched, so the user may train or ``backward()`` the model meanwhile. Else (hooks of the
+    user's, which must act, or a model that cannot be copied) the model itself in
+    :func:`eval_mode` for the block. No ``requires_grad`` flag is toggled in either case: run
+    the pass under ``torch.no_grad()``, or take gradients with respect to inputs or activations
+    only (``torch.autograd.grad``). Hooks for the pass (a capture) go on the module yielded:
+    it has the model's module paths and aliases.
+    """
+    shadow = None if user_hook_paths(model) else checked_shadow(model, *args, **kwargs)
+    if shadow is not None:
+        yield shadow
+        return
+    with eval_mode(model):
         yield model
