@@ -92,7 +92,8 @@ def load_images(
             where = f"image {index}" if len(items) > 1 else "the image"
             raise ValueError(
                 f"The model takes {pre.channels}-channel images, but {where} "
-                f"({type(item).__name__} {shape}) could not be read as one: {error}. Give a "
+                f"({type(item).__name__} {shape}) could not be read as one: "
+                f"{str(error).rstrip('.')}. Give a "
                 "path, a PIL image, an (H, W[, C]) array or a (C, H, W) tensor with 1, 3 or 4 "
                 f"channels (converted to {pre.channels})."
             ) from error
