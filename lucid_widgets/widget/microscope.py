@@ -18,7 +18,7 @@ from lucid_widgets.widget.atlas_source import AtlasSource
 from lucid_widgets.widget.base import WidgetBase
 from lucid_widgets.widget.blocks_api import BlocksMixin
 from lucid_widgets.widget.blocks_panel import BlocksPanel
-from lucid_widgets.widget.connections import ConnectionsPanel
+from lucid_widgets.widget.connections import ConnectionsPanel, UnitConnections
 from lucid_widgets.widget.examples import GRID_VIEWS, ExamplesPanel
 from lucid_widgets.widget.jobs import GridRequest, PreviewRequest
 from lucid_widgets.widget.sample import SamplePanel, dataset_item, decode_upload
@@ -118,8 +118,6 @@ class Microscope(BlocksMixin, WidgetBase):
     sample_blob = binary_trait()
     # the Microscope on an atlas (AtlasSource)
     atlas_info = traitlets.Dict().tag(sync=True)
-    atlas_connections = traitlets.Dict().tag(sync=True)
-    """The open unit's stored connections, from the atlas: ``{layer, unit, in, out}``."""
 
     def __init__(
         self,
@@ -361,8 +359,7 @@ class Microscope(BlocksMixin, WidgetBase):
         self._examples.publish_unit()
         if self._atlas is None or not self._show_stored_unit():
             self.restart()
-        if self._atlas is None:  # on an atlas, the stored connections (atlas_connections)
-            self._connections.request()  # after the preview: its thumbnails wait for it
+        self._connections.request(self._stored_connections())  # after the preview: it goes first
 
     def _unit_row(self, unit: int, layer: str) -> dict:
         """The catalog row of ``layer``, after checking that it has a unit ``unit``."""
@@ -398,7 +395,7 @@ class Microscope(BlocksMixin, WidgetBase):
         if self.examples_status.get("state") == "stopped":
             self._examples.request()
         if self.unit_connections.get("state") == "stopped":
-            self._connections.request()
+            self._connections.request(self._stored_connections())
         if self.sample_blocks.get("state") == "stopped":
             self._blocks.request()
         if self.objective.strip():
@@ -437,6 +434,23 @@ class Microscope(BlocksMixin, WidgetBase):
         self.run_in_worker(self._post_stored, image)
         self._worker.submit("grid_resume")
         return True
+
+    def _stored_connections(self) -> UnitConnections | None:
+        """The open unit's connections from the atlas (None: not stored, or no atlas), the
+        connected units' stored thumbnails put into the thumbnail cache."""
+        if self._atlas is None or self.unit < 0 or not self.layer:
+            return None
+        stored = self._atlas.connections(self._row(self.layer), self.unit)
+        for conn in (stored.inputs, stored.outputs) if stored is not None else ():
+            if conn is not None:
+                row = self._row(conn.source)
+                key = self._grid_key(row["name"], self.grid_kind, False)
+                units = [int(unit) for unit in conn.units]
+                self._atlas.fill_units(
+                    self._cache, key, row, units, self.thumbnail_kind, self._grid_config
+                )
+        self.publish(atlas_info=self._atlas.info())
+        return stored
 
     def _post_stored(self, image: torch.Tensor) -> None:  # worker thread
         self.post_frame(image, final=True, status="done", running=False, step=0,
