@@ -89,9 +89,10 @@ class WidgetBase(anywidget.AnyWidget):
         overrides: dict | None = None,
         fps: float = 20.0,
         clock: Callable[[], float] | None = None,
+        cache: ThumbnailCache | None = None,
         **kwargs: Any,
     ) -> None:
-        self._cache = ThumbnailCache()
+        self._cache = ThumbnailCache() if cache is None else cache  # the worker renders into it
         # first: close() (also ipywidgets' __del__ after a failed constructor) needs the worker
         self._worker = Worker(model, self, self._cache, clock=clock, fps=fps)  # not started yet
         self._trait_lock = threading.RLock()
