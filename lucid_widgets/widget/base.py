@@ -184,6 +184,17 @@ class WidgetBase(anywidget.AnyWidget):
         self._worker.latest = image
         self._worker.publisher.post(image, curve, final, **traits)
 
+    def show_result(self, image: Any) -> None:
+        """Show ``image`` ``(B, C, H, W)`` in [0, 1] as a finished result that no run made (a
+        stored picture): a live run ends first, and Start / Restart then optimize anew."""
+        self._has_run = False
+        self._worker.stop()  # any live run ends first; its last frame comes before this one
+        self.run_in_worker(self._post_result, image)
+
+    def _post_result(self, image: Any) -> None:  # worker thread
+        self.post_frame(image, final=True, status="done", running=False, step=0,
+                        total_steps=0, losses=[], message="")  # fmt: skip
+
     def flush_frames(self, timeout: float | None = None) -> bool:
         """Wait until every posted frame is sent; False on timeout."""
         return self._worker.publisher.flush(timeout)

@@ -7,12 +7,10 @@ import os
 from typing import Any
 
 import numpy as np
-import torch
 import traitlets
 from torch import nn
 
 from lucid_widgets.widget import engine
-from lucid_widgets.widget.atlas_source import AtlasSource
 from lucid_widgets.widget.base import WidgetBase
 from lucid_widgets.widget.blocks_api import BuildingBlocks
 from lucid_widgets.widget.examples import ExamplesPanel
@@ -329,10 +327,7 @@ class Microscope(WidgetBase):
 
     # ---- the atlas (AtlasSource) -------------------------------------------------------------
     def _open_atlas(self, folder: str | os.PathLike, write_back: bool, grid: dict) -> None:
-        source = AtlasSource(
-            folder, self._model, write_back, lambda: self.publish(atlas_info=source.info())
-        )
-        self._grid.atlas = source
+        source = self._grid.open_atlas(folder, self._model, write_back)
         self.grid_settings = {**source.grid_settings(), **grid}  # the atlas's, unless asked
         self.atlas_info = source.info()
 
@@ -343,17 +338,10 @@ class Microscope(WidgetBase):
             examples=self._examples.dataset is None,  # a dataset given to set_dataset wins
         )  # fmt: skip
         self.publish(**traits)
-        if image is None:
-            return False
-        self._has_run = False  # Start / Restart optimize this unit live
-        self._worker.stop()  # any live run ends first; its last frame comes before this one
-        self.run_in_worker(self._post_stored, image)
-        self._worker.submit("grid_resume")
-        return True
-
-    def _post_stored(self, image: torch.Tensor) -> None:  # worker thread
-        self.post_frame(image, final=True, status="done", running=False, step=0,
-                        total_steps=0, losses=[], message="")  # fmt: skip
+        if image is not None:
+            self.show_result(image)
+            self._worker.submit("grid_resume")
+        return image is not None
 
     @property
     def atlas(self) -> Any:

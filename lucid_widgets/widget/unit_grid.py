@@ -47,6 +47,13 @@ class UnitGrid:
         self.atlas: AtlasSource | None = None  # Microscope(model, atlas=...)
         self._rows: dict[str, dict] = {}  # layer name or alias -> catalog row
 
+    def open_atlas(self, folder: Any, model: Any, write_back: bool) -> AtlasSource:
+        """Read grid pages (and what the panels store) from the atlas ``folder`` from now on."""
+        self.atlas = AtlasSource(
+            folder, model, write_back, lambda: self._widget.publish(atlas_info=self.atlas.info())
+        )
+        return self.atlas
+
     # ---- layers -----------------------------------------------------------------------------
     def add_rows(self, rows: list[dict]) -> None:
         """Index the catalog ``rows`` by name and alias."""
