@@ -1,7 +1,7 @@
 // lucid_widgets front end: Microscope (layer browser + unit grid + unit detail) and LivePreview.
 // Bundled by esbuild into lucid_widgets/static/widget.js (npm run build); no runtime fetches.
-import { connectionsRow } from "./blocks/connections";
-import { atlasBadge, unitConnections } from "./microscope/atlas";
+import { connectionsPanel } from "./blocks/connections";
+import { atlasBadge } from "./microscope/atlas";
 import { unitExamples, unitViews } from "./examples/examples";
 import { unitGrid } from "./microscope/grid";
 import { layerBrowser } from "./microscope/layers";
@@ -36,7 +36,7 @@ function render({ model, el }: RenderProps): () => void {
   if (microscope) {
     const unitTitle = h("span", { class: "lw-section-title", "data-testid": "lw-unit-title" });
     const unitHead = h("header", { class: "lw-unit-head" }, unitTitle, unitViews(model, bindings));
-    const unit = h("div", { class: "lw-unit", "data-testid": "lw-unit" }, unitHead, detail, connectionsRow(model, bindings), unitExamples(model, bindings), unitConnections(model, bindings));
+    const unit = h("div", { class: "lw-unit", "data-testid": "lw-unit" }, unitHead, detail, connectionsPanel(model, bindings), unitExamples(model, bindings));
     const main = h("div", { class: "lw-main" }, unitGrid(model, bindings), unit, samplePanel(model, bindings));
     body = h("div", { class: "lw-body" }, layerBrowser(model, bindings), main);
     const showDetail = (): void => {

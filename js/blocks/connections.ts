@@ -1,13 +1,26 @@
-// Unit detail: the "Connections" row under the preview. The units of the previous layer that feed
-// the open unit and the units of the next layer that it feeds (signed strength, thumbnail, the
-// expanded-weight kernel where the path is linear); clicking one opens it.
+// Unit detail: the one "Connections" panel under the preview. The units of the previous layer that
+// feed the open unit and the units of the next layer that it feeds (signed strength, thumbnail, the
+// expanded-weight kernel where the path is linear); clicking one opens it. The same panel draws the
+// connections an atlas stores and the ones computed live (unit_connections.source says which).
 import { BlobUrls, signature, toBytes } from "../shared/binary";
 import { Bindings, formatNumber, h } from "../shared/dom";
-import type { AnyModel, ConnectionItem, ConnectionSide } from "../shared/types";
+import type { AnyModel, ConnectionItem, ConnectionSide, ConnectionSource } from "../shared/types";
 
 const METHOD: Record<string, string> = {
   expanded_weights: "expanded weights (linear path)",
   attribution: "attribution (non-linear path)",
+};
+
+const SOURCE: Record<ConnectionSource, [string, string]> = {
+  atlas: ["from the atlas", "Stored in the atlas this Microscope reads: shown with no computation"],
+  live: ["computed live", "Computed now by lw.blocks.connections on this model"],
+};
+
+const STATE: Record<string, string> = {
+  running: "computing…",
+  rendering: "rendering thumbnails…",
+  waiting: "thumbnails render once the preview is done",
+  stopped: "stopped",
 };
 
 function layerLabel(model: AnyModel, name: string | undefined): string {
@@ -39,13 +52,14 @@ function card(model: AnyModel, direction: string, side: ConnectionSide, item: Co
   return button;
 }
 
-export function connectionsRow(model: AnyModel, bindings: Bindings): HTMLElement {
+export function connectionsPanel(model: AnyModel, bindings: Bindings): HTMLElement {
   const status = h("span", { class: "lw-examples-status", "data-testid": "lw-connections-status" });
+  const source = h("span", { class: "lw-badge lw-conn-source", "data-testid": "lw-connections-source" });
   const rows = h("div", { class: "lw-conn-rows" });
   const root = h(
     "section",
     { class: "lw-connections", "data-testid": "lw-connections" },
-    h("header", { class: "lw-examples-head" }, h("span", { class: "lw-section-sub" }, "Connections"), status),
+    h("header", { class: "lw-examples-head" }, h("span", { class: "lw-section-sub" }, "Connections"), source, status),
     rows,
   );
   const urls = new BlobUrls(bindings);
@@ -68,7 +82,13 @@ export function connectionsRow(model: AnyModel, bindings: Bindings): HTMLElement
     const fresh = info.layer === model.get("layer") && info.unit === model.get("unit");
     root.hidden = model.get("unit") < 0 || !info.state;
     root.dataset.state = fresh ? info.state ?? "" : "";
-    status.textContent = info.state === "running" ? "computing…" : info.state === "rendering" ? "rendering thumbnails…" : info.state === "waiting" ? "thumbnails render once the preview is done" : info.state === "stopped" ? "stopped" : "";
+    const origin = fresh && info.source ? SOURCE[info.source] : undefined;
+    root.dataset.source = origin ? info.source : "";
+    source.dataset.source = root.dataset.source;
+    source.hidden = !origin;
+    source.textContent = origin?.[0] ?? "";
+    source.title = origin?.[1] ?? "";
+    status.textContent = STATE[info.state ?? ""] ?? "";
     const key = JSON.stringify([info, model.get("readonly")]) + (blob ? signature(blob) : "");
     if (key === drawn) return;
     drawn = key;

@@ -142,21 +142,6 @@ export interface AtlasInfo {
   layers?: Record<string, string>;
 }
 
-/** The open unit's strongest input ("in") and output ("out") units, from the atlas. */
-export interface ConnectionEntry {
-  layer: string;
-  units: number[];
-  strength: number[];
-  method: string;
-}
-
-export interface AtlasConnections {
-  layer?: string;
-  unit?: number;
-  in?: ConnectionEntry;
-  out?: ConnectionEntry;
-}
-
 export interface Prediction {
   index: number;
   label: string;
@@ -200,9 +185,13 @@ export interface ConnectionSide {
   error?: string;
 }
 
-/** widget_connections: the open unit's connections. */
+/** Where the open unit's connections come from: an atlas's store, or computed live. */
+export type ConnectionSource = "atlas" | "live";
+
+/** widget_connections: the open unit's connections (one shape, whatever the source). */
 export interface UnitConnections {
   state?: "running" | "waiting" | "rendering" | "done" | "stopped";
+  source?: ConnectionSource;
   layer?: string;
   unit?: number;
   inputs?: ConnectionSide;
@@ -318,7 +307,6 @@ export interface MicroscopeTraits extends PreviewTraits {
   sample_blocks: SampleBlocks;
   sample_blocks_blob: Binary;
   atlas_info: AtlasInfo;
-  atlas_connections: AtlasConnections;
 }
 
 /** One front end renders both widgets (it reads `mode`); a LivePreview lacks the Microscope's. */

@@ -27,6 +27,8 @@ from torch import nn
 from lucid_widgets.atlas import AtlasCorruptError, open_atlas
 from lucid_widgets.atlas.plan import slug
 from lucid_widgets.atlas.tasks import image_path
+from lucid_widgets.blocks import Connections
+from lucid_widgets.widget.connections import UnitConnections
 from lucid_widgets.widget.engine import GridConfig
 from lucid_widgets.widget.jobs import GridRequest, ThumbnailCache
 from lucid_widgets.widget.media import BlobWriter, draw_box, enlarge
@@ -108,24 +110,41 @@ class AtlasSource:
         """Put the stored thumbnails of ``request``'s units into ``cache``; return the others.
 
         Nothing is taken when the grid settings are not the atlas's (those pictures differ).
+        With ``write_back``, what the worker renders for the page is stored.
         """
-        name, view = self.layer(row), GRID_VIEWS.get(request.kind)
-        if name is None or view is None or not self.matches(request.config):
-            return list(request.units)
-        if self.write_back:
-            request.on_rendered = self._writer(name, view)
+        target = self._target(row, request.kind, request.config)
+        if target is not None and self.write_back:
+            request.on_rendered = self._writer(*target)
+        return self.fill_units(cache, request.key, row, request.units, request.kind, request.config)
+
+    def fill_units(
+        self, cache: ThumbnailCache, key: tuple, row: dict, units: list[int], kind: str,
+        config: GridConfig,
+    ) -> list[int]:  # fmt: skip
+        """Put the stored ``kind`` thumbnails of ``units`` of ``row``'s layer into ``cache``
+        under ``key``; return the units the atlas lacks (all when ``config`` is not its)."""
+        target = self._target(row, kind, config)
+        if target is None:
+            return list(units)
         missing = []
-        for unit in request.units:
-            if cache.get(request.key, unit) is not None:
+        for unit in units:
+            if cache.get(key, unit) is not None:
                 continue
-            data = self._read(image_path(name, view, unit))
+            data = self._read(image_path(*target, unit))
             if data is None:
                 missing.append(unit)
                 continue
             pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # (H, W, 3)
-            cache.put(request.key, unit, data, pixels)
+            cache.put(key, unit, data, pixels)
             self.stored += 1
         return missing
+
+    def _target(self, row: dict, kind: str, config: GridConfig) -> tuple[str, str] | None:
+        """(atlas layer, atlas view) holding ``kind`` thumbnails rendered with ``config``."""
+        name, view = self.layer(row), GRID_VIEWS.get(kind)
+        if name is None or view is None or not self.matches(config):
+            return None
+        return name, view
 
     def _read(self, path: str) -> bytes | None:
         with self._lock:
@@ -171,10 +190,10 @@ class AtlasSource:
     def unit_traits(
         self, row: dict, unit: int, view: str, grid_kind: str, examples: bool = True
     ) -> tuple[dict[str, Any], torch.Tensor | None]:
-        """The traits of an opened unit (connections, examples, ``atlas_info``) and its stored
+        """The traits of an opened unit (examples, ``atlas_info``) and its stored
         picture as a ``(B, 3, H, W)`` tensor in [0, 1] (None: not stored, render it live)."""
         stored = self.unit_images(row, unit, view, grid_kind)  # (B, H, W, 3) uint8
-        traits: dict[str, Any] = {"atlas_connections": self.connections(row, unit)}
+        traits: dict[str, Any] = {}
         if examples:
             traits.update(self.examples(row, unit))
         self.unit_source = "live" if stored is None else "atlas"
@@ -245,8 +264,9 @@ class AtlasSource:
         data = self._read(f"dataset/{int(index):08d}.webp")
         return None if data is None else np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
-    def connections(self, row: dict, unit: int) -> dict[str, Any]:
-        """The ``atlas_connections`` trait: the unit's strongest input and output units."""
+    def connections(self, row: dict, unit: int) -> UnitConnections | None:
+        """The unit's stored connections (``source="atlas"``, no kernels), or None: not stored
+        (the Microscope then computes them live)."""
         name = self.layer(row)
         try:
             with self._lock:
@@ -254,19 +274,34 @@ class AtlasSource:
         except AtlasCorruptError:
             links = None
         if not links or links.get("available") is False:
-            return {}
+            return None
         paths = {entry["name"]: entry["path"] for entry in self.atlas.manifest["layers"]}
-        info: dict[str, Any] = {"layer": row["name"], "unit": int(unit)}
+        sides, errors = {}, {}
         for direction in ("in", "out"):
             entry = links.get(direction)
-            if entry and entry.get("layer") and entry.get("units"):
-                info[direction] = {
-                    "layer": paths.get(entry["layer"], entry["layer"]),
-                    "units": [int(u) for u in entry["units"]],
-                    "strength": [float(s) for s in entry["strength"]],
-                    "method": entry.get("method", ""),
-                }
-        return info
+            if not (entry and entry.get("layer") and entry.get("units")):
+                errors[direction] = _no_link(direction, entry)
+                continue
+            sides[direction] = Connections(
+                layer=row["name"], unit=int(unit), direction=direction,
+                source=paths.get(entry["layer"], entry["layer"]),
+                units=np.asarray(entry["units"], dtype=np.int64),  # (k,)
+                strength=np.asarray(entry["strength"], dtype=np.float64),  # (k,)
+                kernels=None, method=str(entry.get("method", "")),
+            )  # fmt: skip
+        return UnitConnections(
+            row["name"], int(unit), sides.get("in"), sides.get("out"), errors, source="atlas"
+        )
+
+
+def _no_link(direction: str, entry: dict | None) -> str:
+    """Why the atlas holds no connections in ``direction`` ("none: <reason>" from the build)."""
+    method = str((entry or {}).get("method", ""))
+    if method.startswith("none:"):
+        return method[len("none:") :].strip()
+    if direction == "out":
+        return "none stored: this is the atlas's last layer"
+    return "none stored in the atlas"
 
 
 # (unit_view, grid_kind) -> the atlas view with that picture

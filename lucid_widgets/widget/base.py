@@ -89,9 +89,10 @@ class WidgetBase(anywidget.AnyWidget):
         overrides: dict | None = None,
         fps: float = 20.0,
         clock: Callable[[], float] | None = None,
+        cache: ThumbnailCache | None = None,
         **kwargs: Any,
     ) -> None:
-        self._cache = ThumbnailCache()
+        self._cache = ThumbnailCache() if cache is None else cache  # the worker renders into it
         # first: close() (also ipywidgets' __del__ after a failed constructor) needs the worker
         self._worker = Worker(model, self, self._cache, clock=clock, fps=fps)  # not started yet
         self._trait_lock = threading.RLock()
@@ -182,6 +183,17 @@ class WidgetBase(anywidget.AnyWidget):
         the frame thread, throttled, latest wins; ``final`` frames always arrive)."""
         self._worker.latest = image
         self._worker.publisher.post(image, curve, final, **traits)
+
+    def show_result(self, image: Any) -> None:
+        """Show ``image`` ``(B, C, H, W)`` in [0, 1] as a finished result that no run made (a
+        stored picture): a live run ends first, and Start / Restart then optimize anew."""
+        self._has_run = False
+        self._worker.stop()  # any live run ends first; its last frame comes before this one
+        self.run_in_worker(self._post_result, image)
+
+    def _post_result(self, image: Any) -> None:  # worker thread
+        self.post_frame(image, final=True, status="done", running=False, step=0,
+                        total_steps=0, losses=[], message="")  # fmt: skip
 
     def flush_frames(self, timeout: float | None = None) -> bool:
         """Wait until every posted frame is sent; False on timeout."""

@@ -1,12 +1,18 @@
-"""The unit detail's "Connections" row: the units that feed the open unit and the ones it feeds.
+"""The unit detail's "Connections" panel: the units that feed the open unit and the ones it feeds.
 
-Computed in the widget's worker thread by :func:`lucid_widgets.blocks.connections` (``"in"``:
-the previous browsable layer, ``"out"``: the next one), with the sample image as the images the
-attribution fallback averages over when there is one. Each connected unit shows its signed
-strength, its grid thumbnail (from the grid cache, else rendered on demand with the grid settings
-and stored in that cache) and its expanded-weight kernel where the path is linear. Clicking one in
-the widget opens it: navigation along the network. The live preview keeps its priority: the
-thumbnails that must be rendered wait until it is done (state ``"waiting"``).
+One panel, one trait (``unit_connections``), whatever the source (its ``source`` key):
+
+- ``"live"``: computed in the widget's worker thread by :func:`lucid_widgets.blocks.connections`
+  (``"in"``: the previous browsable layer, ``"out"``: the next one), with the sample image as the
+  images the attribution fallback averages over when there is one;
+- ``"atlas"``: the connections an atlas stores for the unit (``Microscope(model, atlas=...)``;
+  ``"in"`` / ``"out"``: the previous / next atlas layer, no kernels), shown at once.
+
+Each connected unit shows its signed strength, its grid thumbnail (from the grid cache, filled
+from the atlas where it holds it, else rendered on demand with the grid settings and stored in
+that cache) and its expanded-weight kernel where the path is linear. Clicking one in the widget
+opens it: navigation along the network. The live preview keeps its priority: the thumbnails that
+must be rendered wait until it is done (state ``"waiting"``).
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ DIRECTIONS = ("in", "out")
 class UnitConnections:
     """The open unit's connections: ``inputs`` (earlier layer) and ``outputs`` (later layer),
     each a :class:`~lucid_widgets.blocks.Connections` or ``None`` (no such layer, or an error:
-    see ``errors``)."""
+    see ``errors``); ``source`` is ``"live"`` (computed) or ``"atlas"`` (stored)."""
 
     layer: str
     unit: int
     inputs: Any = None
     outputs: Any = None
     errors: dict | None = None
+    source: str = "live"
 
 
 class ConnectionsPanel:
@@ -51,15 +58,20 @@ class ConnectionsPanel:
         self.k = CONNECTIONS_K
         self._waiting: tuple | None = None  # (result, generation) whose thumbnails wait
 
-    def request(self) -> None:
-        """Compute the open unit's connections in the worker (the previous result is dropped)."""
+    def request(self, stored: UnitConnections | None = None) -> None:
+        """Show the open unit's connections: ``stored`` ones (an atlas's) at once, else computed
+        in the worker (the previous result is dropped)."""
         layer, unit = self._widget.layer, self._widget.unit
         self._generation += 1
         self.result, self._waiting = None, None
         if not layer or unit < 0:
             self._widget.publish(unit_connections={}, unit_connections_blob=b"")
             return
-        state = {"state": "running", "layer": layer, "unit": unit}
+        if stored is not None and (stored.layer, stored.unit) == (layer, unit):
+            self.result = stored
+            self._show(stored, self._generation)
+            return
+        state = {"state": "running", "layer": layer, "unit": unit, "source": "live"}
         self._widget.publish(unit_connections=state, unit_connections_blob=b"")
         self._widget.run_in_worker(self._compute, layer, unit, self._generation)
 
@@ -80,11 +92,20 @@ class ConnectionsPanel:
                 errors[direction] = str(error)
         result = UnitConnections(layer, unit, found.get("in"), found.get("out"), errors)
         self.result = result
-        if self._widget.running and self._missing(result):  # the preview first
+        self._show(result, generation, in_worker=True)
+
+    def _show(self, result: UnitConnections, generation: int, in_worker: bool = False) -> None:
+        """Publish ``result``; render its missing thumbnails now or once the preview is done."""
+        if not self._missing(result):
+            self.publish(result, "done")
+        elif self._widget.running:  # the preview first
             self._waiting = (result, generation)
             self.publish(result, "waiting")
-            return
-        self._render(result, generation)
+        elif in_worker:
+            self._render(result, generation)
+        else:
+            self.publish(result, "rendering")
+            self._widget.run_in_worker(self._render, result, generation)
 
     def _missing(self, result: UnitConnections) -> bool:
         for conn in (result.inputs, result.outputs):
@@ -117,7 +138,9 @@ class ConnectionsPanel:
     def publish(self, result: UnitConnections, state: str) -> None:
         """The connections with the thumbnails and kernels there are, in one message."""
         blob = BlobWriter()
-        info: dict[str, Any] = {"state": state, "layer": result.layer, "unit": result.unit}
+        info: dict[str, Any] = {
+            "state": state, "layer": result.layer, "unit": result.unit, "source": result.source,
+        }  # fmt: skip
         for key, conn in (("inputs", result.inputs), ("outputs", result.outputs)):
             error = (result.errors or {}).get("in" if key == "inputs" else "out")
             info[key] = self._side(conn, blob) if conn is not None else {"error": error or ""}

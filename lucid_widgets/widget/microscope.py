@@ -3,39 +3,27 @@ per-unit views and dataset examples) + a sample image through the network."""
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 from typing import Any
 
 import numpy as np
-import torch
 import traitlets
 from torch import nn
 
 from lucid_widgets.widget import engine
-from lucid_widgets.widget.atlas_source import AtlasSource
 from lucid_widgets.widget.base import WidgetBase
-from lucid_widgets.widget.blocks_api import BlocksMixin
-from lucid_widgets.widget.blocks_panel import BlocksPanel
-from lucid_widgets.widget.connections import ConnectionsPanel
-from lucid_widgets.widget.examples import GRID_VIEWS, ExamplesPanel
-from lucid_widgets.widget.jobs import GridRequest, PreviewRequest
+from lucid_widgets.widget.blocks_api import BuildingBlocks
+from lucid_widgets.widget.examples import ExamplesPanel
+from lucid_widgets.widget.jobs import PreviewRequest, ThumbnailCache
 from lucid_widgets.widget.sample import SamplePanel, dataset_item, decode_upload
 from lucid_widgets.widget.traits import binary_trait
-from lucid_widgets.widget.views import (
-    IMAGE_VIEWS,
-    UNIT_VIEWS,
-    UnitView,
-    build_view,
-    run_config,
-    view_for_grid,
-)
+from lucid_widgets.widget.unit_detail import UnitDetail
+from lucid_widgets.widget.unit_grid import UnitGrid
 
 __all__ = ["Microscope"]
 
 
-class Microscope(BlocksMixin, WidgetBase):
+class Microscope(WidgetBase):
     """OpenAI Microscope for any PyTorch model, inside a notebook cell.
 
     Pick a layer to see one feature visualization per unit (rendered in batches, streamed in
@@ -116,10 +104,15 @@ class Microscope(BlocksMixin, WidgetBase):
     sample_image = binary_trait()
     sample_info = traitlets.Dict().tag(sync=True)
     sample_blob = binary_trait()
-    # the Microscope on an atlas (AtlasSource)
+    # the building blocks (BuildingBlocks): the unit's connections and the Sample panel's views
+    unit_connections = traitlets.Dict().tag(sync=True)
+    unit_connections_blob = binary_trait()
+    sample_view = traitlets.Unicode("units").tag(sync=True)
+    sample_target = traitlets.Int(-1).tag(sync=True)
+    sample_blocks = traitlets.Dict().tag(sync=True)
+    sample_blocks_blob = binary_trait()
+    # the Microscope on an atlas (AtlasSource, read through the UnitGrid)
     atlas_info = traitlets.Dict().tag(sync=True)
-    atlas_connections = traitlets.Dict().tag(sync=True)
-    """The open unit's stored connections, from the atlas: ``{layer, unit, in, out}``."""
 
     def __init__(
         self,
@@ -136,23 +129,17 @@ class Microscope(BlocksMixin, WidgetBase):
         write_back: bool = False,
         **kwargs: Any,
     ) -> None:
-        self._atlas: AtlasSource | None = None
-        self._grid_config = engine.GridConfig()  # the grid_settings validator merges into it
-        self._syncing_view = False
-        self._view: UnitView | None = None  # the open unit's view (None before a unit opened)
-        self._rows: dict[str, dict] = {}  # layer name or alias -> catalog row
+        cache = ThumbnailCache()  # the worker renders into it, the panels read it
+        self._grid = UnitGrid(self, cache)
         self._examples = ExamplesPanel(self, model)
         self._sample = SamplePanel(self, model)
-        self._connections = ConnectionsPanel(self, model, self._sample)
-        self._blocks = BlocksPanel(self, model, self._sample)
+        self._detail = UnitDetail(self._sample)
+        self._blocks = BuildingBlocks(self, model, self._sample, self._grid)
         super().__init__(
-            model, catalog=_catalog, settings=settings, grid_settings=grid_settings or {},
-            page_size=page_size, **kwargs,
+            model, catalog=_catalog, cache=cache, settings=settings,
+            grid_settings=grid_settings or {}, page_size=page_size, **kwargs,
         )  # fmt: skip
-        for row in self.layers:
-            self._rows.setdefault(row["name"], row)
-            if row.get("alias"):
-                self._rows.setdefault(row["alias"], row)
+        self._grid.add_rows(self.layers)
         self._actions.update({
             "open_unit": lambda content, buffers: self.open_unit(
                 int(content["unit"]), content.get("layer")
@@ -166,7 +153,7 @@ class Microscope(BlocksMixin, WidgetBase):
                 int(content["index"])
             ),
         })  # fmt: skip
-        self._actions.update(self._blocks_actions())
+        self._actions.update(self._blocks.actions())
         with self._constructing():  # a bad layer, dataset or sample leaves no thread behind
             if atlas is not None:
                 self._open_atlas(atlas, write_back, grid_settings or {})
@@ -177,40 +164,14 @@ class Microscope(BlocksMixin, WidgetBase):
             if sample is not None:
                 self.set_sample(sample)
 
-    # ---- layer and grid ---------------------------------------------------------------------
-    def _row(self, layer: str) -> dict:
-        row = self._rows.get(layer)
-        if row is None:
-            close = difflib.get_close_matches(layer, list(self._rows), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise traitlets.TraitError(f"unknown layer {layer!r}{hint}")
-        return row
+    # ---- layer and grid (UnitGrid) ------------------------------------------------------------
+    @traitlets.validate("layer", "page_size", "grid_kind", "grid_view")
+    def _valid_grid(self, proposal: dict) -> Any:
+        return self._grid.check(proposal["trait"].name, proposal["value"])
 
-    @traitlets.validate("layer")
-    def _valid_layer(self, proposal: dict) -> str:
-        return self._row(proposal["value"])["name"] if proposal["value"] else ""
-
-    @traitlets.validate("page_size")
-    def _valid_page_size(self, proposal: dict) -> int:
-        if not 1 <= proposal["value"] <= 1024:
-            raise traitlets.TraitError(f"page_size must be 1..1024, got {proposal['value']}")
-        return proposal["value"]
-
-    @traitlets.validate("grid_kind")
-    def _valid_kind(self, proposal: dict) -> str:
-        try:
-            engine.unit_kind(proposal["value"], False)
-        except ValueError as error:
-            raise traitlets.TraitError(f"grid_kind: {error}") from None
-        return proposal["value"]
-
-    @traitlets.validate("grid_view")
-    def _valid_grid_view(self, proposal: dict) -> str:
-        if proposal["value"] not in GRID_VIEWS:
-            raise traitlets.TraitError(
-                f"grid_view must be one of {GRID_VIEWS}, got {proposal['value']!r}"
-            )
-        return proposal["value"]
+    @traitlets.validate("grid_settings")
+    def _valid_grid_settings(self, proposal: dict) -> dict:
+        return self._merged(proposal["value"], self._grid.config, "grid settings").to_dict()
 
     @traitlets.observe("layer")
     def _on_layer(self, change: dict) -> None:
@@ -221,7 +182,7 @@ class Microscope(BlocksMixin, WidgetBase):
             self._examples.publish_grid()
         self._examples.request()
         self._sample.request()
-        self._blocks.request()
+        self._blocks.views.request()
 
     @traitlets.observe("page", "page_size", "grid_kind", "grid_negative")
     def _on_grid_view(self, change: dict) -> None:
@@ -229,66 +190,26 @@ class Microscope(BlocksMixin, WidgetBase):
         if change["name"] in ("page", "page_size"):
             self._examples.publish_grid()
         else:  # the unit detail's view follows the grid's channel / neuron / negative toggles
-            view = view_for_grid(self.unit_view, self.grid_kind, self.grid_negative)
-            self._syncing_view = True
-            try:
-                self.unit_view = view
-            finally:
-                self._syncing_view = False
+            self._detail.follow_grid(self)
 
     @traitlets.observe("grid_progress")
     def _on_grid_progress(self, change: dict) -> None:
         if change["new"].get("state") == "done":
             self._sample.refresh_thumbnails()
 
-    @traitlets.validate("grid_settings")
-    def _valid_grid_settings(self, proposal: dict) -> dict:
-        return self._merged(proposal["value"], self._grid_config, "grid settings").to_dict()
-
     @traitlets.observe("grid_settings")
     def _on_grid_settings(self, change: dict) -> None:
-        config = engine.GridConfig.from_dict(change["new"])
-        if config != self._grid_config:
-            self._grid_config = config
+        if self._grid.set_config(change["new"]):
             self._request_grid()
 
-    def _grid_key(self, layer: str, kind: str, negative: bool) -> tuple:
-        return (layer, engine.unit_kind(kind, negative), self._grid_config.cache_key())
+    def _request_grid(self) -> None:
+        request = self._grid.request()
+        if request is not None:
+            self._worker.submit("grid", request)
 
     def page_units(self) -> list[int]:
         """Unit indices on the current page of the current layer."""
-        if not self.layer:
-            return []
-        count = self._row(self.layer).get("units") or 0
-        start = self.page * self.page_size
-        return list(range(start, min(count, start + self.page_size)))
-
-    def _request_grid(self) -> None:
-        if not self.layer:
-            return
-        count = self._row(self.layer).get("units") or 0
-        if count == 0:
-            self.message = f"layer {self.layer!r} has no units to render"
-            return
-        pages = math.ceil(count / self.page_size)
-        if not 0 <= self.page < pages:
-            self.page = min(max(self.page, 0), pages - 1)
-            return
-        kind = engine.unit_kind(self.grid_kind, self.grid_negative)
-        key = self._grid_key(self.layer, self.grid_kind, self.grid_negative)
-        request = GridRequest(
-            key, self.layer, self.page_units(), kind, self._grid_config, self.page
-        )
-        if self._atlas is not None:  # stored thumbnails go into the cache: no rendering
-            row = self._row(self.layer)
-            self._atlas.fill(self._cache, request, row)
-            examples = (
-                {}
-                if self._examples.dataset is not None
-                else self._atlas.grid_examples(row, request.units, self.page)
-            )  # a dataset given to set_dataset wins
-            self.publish(atlas_info=self._atlas.info(), **examples)
-        self._worker.submit("grid", request)
+        return self._grid.page_units()
 
     def grid_images(
         self, layer: str | None = None, kind: str | None = None, negative: bool | None = None
@@ -298,90 +219,82 @@ class Microscope(BlocksMixin, WidgetBase):
         Only units already rendered with the current grid settings are included; arrays are
         float32 in [0, 1].
         """
-        name = self._row(layer)["name"] if layer else self.layer
-        if not name:
-            raise ValueError("no layer selected: pass layer= or set w.layer first")
-        kind = self.grid_kind if kind is None else kind
-        negative = self.grid_negative if negative is None else negative
-        cached = self._cache.units(self._grid_key(name, kind, negative))
-        return {unit: pixels.astype(np.float32) / 255.0 for unit, (_, pixels) in cached.items()}
+        return self._grid.grid_images(layer, kind, negative)
 
-    # ---- units ------------------------------------------------------------------------------
     def grid_thumbnails(self) -> dict[int, bytes]:
         """Encoded (JPEG) thumbnails of the current layer's rendered units, current settings."""
-        key = self._grid_key(self.layer, self.grid_kind, self.grid_negative)
-        return {unit: data for unit, (data, _) in self._cache.units(key).items()}
+        return self._grid.grid_thumbnails()
 
+    def layer_name(self, layer: str) -> str:
+        """The dotted module path of ``layer`` (a name or an alias)."""
+        return self._grid.layer_name(layer)
+
+    def layer_units(self, layer: str) -> int:
+        """Number of units of ``layer``."""
+        return self._grid.layer_units(layer)
+
+    @property
+    def grid_config(self) -> engine.GridConfig:
+        """The thumbnail settings (``grid_settings``) as a config."""
+        return self._grid.config
+
+    @property
+    def thumbnail_kind(self) -> str:
+        """The objective kind thumbnails are rendered with (the grid's channel / neuron)."""
+        return self._grid.thumbnail_kind
+
+    def layer_thumbnails(self, layer: str) -> dict[int, bytes]:
+        """Encoded thumbnails of ``layer``'s rendered units (grid settings, positive kind)."""
+        return self._grid.layer_thumbnails(layer)
+
+    def put_thumbnails(self, layer: str, units: list[int], pixels: np.ndarray) -> None:
+        """Store rendered thumbnails ``(n, H, W, 3)`` uint8 of ``units`` in the grid's cache."""
+        self._grid.put_thumbnails(layer, units, pixels)
+
+    # ---- units ------------------------------------------------------------------------------
     @traitlets.validate("unit_view")
     def _valid_unit_view(self, proposal: dict) -> str:
-        view = proposal["value"]
-        if view not in UNIT_VIEWS:
-            raise traitlets.TraitError(f"unit_view must be one of {UNIT_VIEWS}, got {view!r}")
-        if view in IMAGE_VIEWS and self._sample.source is None:
-            raise traitlets.TraitError(
-                f"the {view} view needs a sample image: set w.sample = image (a path, PIL "
-                "image, array or tensor) or upload one in the Sample panel first"
-            )
-        return view
+        return self._detail.check(proposal["value"])
 
     @traitlets.observe("unit_view")
     def _on_unit_view(self, change: dict) -> None:
-        if not self._syncing_view and not self._opening and self.unit >= 0 and self.layer:
+        if not self._detail.syncing and not self._opening and self.unit >= 0 and self.layer:
             self.open_unit(self.unit)
 
     def _preview_request(self, objective: Any) -> PreviewRequest:
         request = super()._preview_request(objective)
-        view = self._view
-        if view is None or self.unit < 0 or not self.layer or self.objective != view.text:
-            return request  # an edited objective runs as written, with the plain settings
-        request.overrides.update(view.overrides)
-        request.prepare = view.prepare
-        return request
+        if self.unit < 0 or not self.layer:
+            return request
+        return self._detail.prepare(request, self.objective)
 
     def _run_config(self, config: engine.PreviewConfig) -> engine.PreviewConfig:
-        return run_config(config, self._view.name if self._view is not None else "channel")
+        return self._detail.run_config(config)
 
     def open_unit(self, unit: int, layer: str | None = None) -> None:
         """Select ``unit`` (of ``layer``, default the current layer) and start optimizing it."""
-        self._unit_row(int(unit), layer or self.layer)
+        self._grid.unit_row(int(unit), layer or self.layer)
         self._opening = True
         try:
             with self.hold_sync():
                 if layer:
                     self.layer = layer
                 self.unit = int(unit)
-                size = self._config.size
-                self._view = build_view(
-                    self.unit_view, self._row(self.layer), int(unit), self.grid_kind,
-                    self._sample.source, (size, size),
-                )  # fmt: skip
-                self._set_objective(self._view.objective or self._view.text)
+                row, size = self._grid.row(self.layer), self._config.size
+                objective = self._detail.open(self.unit_view, row, int(unit), self.grid_kind, size)
+                self._set_objective(objective)
         finally:
             self._opening = False
         self._examples.publish_unit()
-        if self._atlas is None or not self._show_stored_unit():
+        if self._grid.atlas is None or not self._show_stored_unit():
             self.restart()
-        if self._atlas is None:  # on an atlas, the stored connections (atlas_connections)
-            self._connections.request()  # after the preview: its thumbnails wait for it
-
-    def _unit_row(self, unit: int, layer: str) -> dict:
-        """The catalog row of ``layer``, after checking that it has a unit ``unit``."""
-        if not layer:
-            raise ValueError("no layer selected: set w.layer first or pass layer=")
-        row = self._row(layer)
-        count = row.get("units") or 0
-        if not 0 <= unit < count:
-            raise ValueError(
-                f"unit {unit} is out of range for layer {row['name']!r} (0..{count - 1})"
-            )
-        return row
+        self._blocks.open_unit()  # after the preview: it goes first
 
     @traitlets.validate("unit")
     def _valid_unit(self, proposal: dict) -> int:
         unit = proposal["value"]
         if unit != -1:  # -1: no unit open
             try:
-                self._unit_row(unit, self.layer)
+                self._grid.unit_row(unit, self.layer)
             except ValueError as error:
                 raise traitlets.TraitError(str(error)) from None
         return unit
@@ -397,10 +310,7 @@ class Microscope(BlocksMixin, WidgetBase):
         self._worker.submit("grid_resume")
         if self.examples_status.get("state") == "stopped":
             self._examples.request()
-        if self.unit_connections.get("state") == "stopped":
-            self._connections.request()
-        if self.sample_blocks.get("state") == "stopped":
-            self._blocks.request()
+        self._blocks.resume_stopped()
         if self.objective.strip():
             super().start()
 
@@ -417,35 +327,27 @@ class Microscope(BlocksMixin, WidgetBase):
 
     # ---- the atlas (AtlasSource) -------------------------------------------------------------
     def _open_atlas(self, folder: str | os.PathLike, write_back: bool, grid: dict) -> None:
-        self._atlas = AtlasSource(
-            folder, self._model, write_back, lambda: self.publish(atlas_info=self._atlas.info())
-        )
-        self.grid_settings = {**self._atlas.grid_settings(), **grid}  # the atlas's, unless asked
-        self.atlas_info = self._atlas.info()
+        source = self._grid.open_atlas(folder, self._model, write_back)
+        self.grid_settings = {**source.grid_settings(), **grid}  # the atlas's, unless asked
+        self.atlas_info = source.info()
 
     def _show_stored_unit(self) -> bool:
-        """Show the open unit's stored view, examples and connections; False: not stored."""
-        traits, image = self._atlas.unit_traits(
-            self._row(self.layer), self.unit, self.unit_view, self.grid_kind,
+        """Show the open unit's stored view and examples; False: its view is not stored."""
+        traits, image = self._grid.atlas.unit_traits(
+            self._grid.row(self.layer), self.unit, self.unit_view, self.grid_kind,
             examples=self._examples.dataset is None,  # a dataset given to set_dataset wins
         )  # fmt: skip
         self.publish(**traits)
-        if image is None:
-            return False
-        self._has_run = False  # Start / Restart optimize this unit live
-        self._worker.stop()  # any live run ends first; its last frame comes before this one
-        self.run_in_worker(self._post_stored, image)
-        self._worker.submit("grid_resume")
-        return True
-
-    def _post_stored(self, image: torch.Tensor) -> None:  # worker thread
-        self.post_frame(image, final=True, status="done", running=False, step=0,
-                        total_steps=0, losses=[], message="")  # fmt: skip
+        if image is not None:
+            self.show_result(image)
+            self._worker.submit("grid_resume")
+        return image is not None
 
     @property
     def atlas(self) -> Any:
         """The :class:`~lucid_widgets.atlas.Atlas` this Microscope reads (None without one)."""
-        return None if self._atlas is None else self._atlas.atlas
+        source = self._grid.atlas
+        return None if source is None else source.atlas
 
     # ---- dataset examples (ExamplesPanel) ---------------------------------------------------
     def set_dataset(
@@ -512,8 +414,7 @@ class Microscope(BlocksMixin, WidgetBase):
     def set_sample(self, image: Any, name: str | None = None) -> None:
         """Run ``image`` through the network and show it in the Sample panel (see ``sample``)."""
         self._sample.set(image, name)
-        self._blocks.reset()
-        self._blocks.request()
+        self._blocks.new_sample()
 
     def sample_from_example(self, index: int) -> None:
         """Use the dataset image ``index`` (e.g. a dataset example) as the sample image."""
@@ -521,6 +422,41 @@ class Microscope(BlocksMixin, WidgetBase):
             raise ValueError("no dataset: call w.set_dataset(dataset) first")
         item = dataset_item(self._examples.dataset, self._examples.result, int(index))
         self.set_sample(item, f"#{index}")
+
+    # ---- building blocks (BuildingBlocks) ---------------------------------------------------
+    @traitlets.validate("sample_view", "sample_target")
+    def _valid_blocks(self, proposal: dict) -> Any:
+        return self._blocks.check(proposal["trait"].name, proposal["value"])
+
+    @traitlets.observe("sample_view", "sample_target")
+    def _on_sample_view(self, change: dict) -> None:
+        self._blocks.views.request()
+
+    @traitlets.observe("status")
+    def _on_status_done(self, change: dict) -> None:
+        self._blocks.on_status(change["new"])
+
+    @property
+    def connections(self) -> Any:
+        """The open unit's :class:`~lucid_widgets.widget.connections.UnitConnections`
+        (``.inputs`` / ``.outputs``: :class:`~lucid_widgets.blocks.Connections`; ``.source``:
+        ``"atlas"`` when stored, else ``"live"``), or None while they are computed (see
+        ``w.unit_connections["state"]``) or without an open unit."""
+        return self._blocks.unit_connections
+
+    @property
+    def sample_block(self) -> Any:
+        """The result behind ``sample_view`` for the open layer: a
+        :class:`~lucid_widgets.blocks.NeuronGroups`, a
+        :class:`~lucid_widgets.blocks.SemanticDictionary`, the activation grid's cells (list of
+        dicts) or an :class:`~lucid_widgets.blocks.Attribution`; None while computing."""
+        return self._blocks.views.result
+
+    def open_group(self, index: int) -> None:
+        """Run neuron group ``index``'s direction objective (``w.sample_view = "groups"``) live
+        in the preview."""
+        self._set_objective(self._blocks.group_objective(index))
+        self.restart()
 
 
 def _catalog(model: nn.Module) -> tuple[list[dict], str]:

@@ -65,6 +65,8 @@ def test_a_units_connections_click_through_to_the_connected_unit(session, screen
     view.thumb(UNIT).click()
     row = view.by_testid("lw-connections")
     poll(lambda: row.get_attribute("data-state") == "done", 300, message="the connections")
+    assert row.get_attribute("data-source") == "live"  # no atlas: computed live
+    assert view.by_testid("lw-connections-source").inner_text() == "computed live"
     cards = view.root.locator(CONNECTION)
     assert cards.count() == 8
     outputs = view.root.locator('[data-testid="lw-connections-out"] [data-testid="lw-connection"]')

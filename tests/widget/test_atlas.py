@@ -151,10 +151,13 @@ def test_opening_a_unit_shows_its_stored_view_examples_and_connections(
     assert fake_engine.runs == []  # no live optimization
     assert np.array_equal(to_uint8(widget.images[0]), atlas.image("early", 2))
     assert widget.status == "done" and not widget.running
-    links = widget.atlas_connections
-    assert links["layer"] == "relu1" and links["unit"] == 2
-    assert links["out"]["layer"] == "relu2"
-    assert links["out"]["units"] == atlas.connections("early", 2)["out"]["units"]
+    links = widget.unit_connections  # the one connections trait, its source named
+    assert (links["layer"], links["unit"], links["source"]) == ("relu1", 2, "atlas")
+    assert links["outputs"]["layer"] == "relu2"
+    stored_out = atlas.connections("early", 2)["out"]
+    assert [item["unit"] for item in links["outputs"]["items"]] == stored_out["units"]
+    assert widget.connections.source == "atlas"
+    assert widget.connections.outputs.units.tolist() == stored_out["units"]
     examples = widget.unit_examples
     stored = atlas.examples("early", 2)
     assert [item["index"] for item in examples["items"] if item["which"] == "top"] == [
@@ -180,3 +183,37 @@ def test_other_weights_are_the_stores_error_and_leave_no_thread(built, recording
     assert threading.active_count() == before
     with pytest.raises(lw_atlas.AtlasError, match="not an atlas"):
         Microscope(model, atlas=folder / "nowhere")
+
+
+def test_stored_connections_and_live_ones_share_one_trait_and_navigate_alike(
+    built, recording_comm, fake_engine, close_widgets
+):
+    model, folder = built
+    widget = Microscope(model, atlas=folder, layer="relu1", page_size=4)
+    close_widgets.append(widget)
+    widget.unit = 1
+    assert widget.wait(TIMEOUT) and widget.wait(TIMEOUT)
+    info, blob = widget.unit_connections, widget.unit_connections_blob
+    assert (info["source"], info["state"]) == ("atlas", "done")
+    assert "No browsable layer before" in info["inputs"]["error"]  # relu1: the first layer
+    items = info["outputs"]["items"]
+    stored = stored_bytes(folder, "late", [u for u in STORED if u in {i["unit"] for i in items}])
+    assert stored  # some connected units are in the atlas, some are not (relu2 has 16)
+    for item in items:  # every thumbnail is there: the atlas's where it holds it, else rendered
+        entry = item["thumb"]
+        data = blob[entry["offset"] : entry["offset"] + entry["length"]]
+        expected = stored.get(item["unit"])
+        assert data == expected if expected else data.startswith(b"\xff\xd8\xff")  # JPEG
+        assert item["kernel"] is None  # the atlas stores no kernels
+    rendered = {unit for _, units, _, _ in fake_engine.grid_runs for unit in units}
+    assert rendered == {item["unit"] for item in items} - set(stored)  # only what it lacks
+    outside = next(item["unit"] for item in items if item["unit"] not in STORED)
+    recording_comm[-1].receive_custom({"type": "open_unit", "unit": outside, "layer": "relu2"})
+    assert widget.wait(TIMEOUT) and widget.wait(TIMEOUT)
+    assert (widget.layer, widget.unit) == ("relu2", outside), widget.message
+    live = widget.unit_connections  # not in the atlas: computed live, same shape
+    assert (live["layer"], live["unit"], live["source"]) == ("relu2", outside, "live")
+    assert live["inputs"]["layer"] == "relu1" and live["inputs"]["items"]
+    assert set(live) == set(info) and set(live["inputs"]) >= {"layer", "method", "items"}
+    assert widget.connections.source == "live"
+    assert widget.layer_name(widget.connections.inputs.source) == "relu1"

@@ -24,6 +24,7 @@ from lucid_widgets.blocks import (
 )
 from lucid_widgets.optvis.preprocess import Preprocess
 from lucid_widgets.widget import Microscope
+from lucid_widgets.widget.connections import CONNECTIONS_K
 
 TIMEOUT = 120
 GRID = {"size": 8, "steps": 2, "batch_size": 4}
@@ -88,7 +89,7 @@ def test_connections_row_shows_the_hand_set_inputs_with_kernels(
     assert {1, 0} <= set(widget.grid_images("conv1"))
     assert first["thumb"] is not None and _cut(blob, first["thumb"]).ndim == 3
     # the Python side: the same Connections the engine gives
-    expected = connections(TwoConv(), "conv2", 3, k=widget._connections.k)
+    expected = connections(TwoConv(), "conv2", 3, k=CONNECTIONS_K)
     assert widget.connections.inputs.units.tolist() == expected.units.tolist()
 
 
