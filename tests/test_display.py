@@ -60,3 +60,17 @@ def test_bad_shapes_are_explained():
         to_uint8(np.zeros((1, 2, 3, 4, 5)))
     with pytest.raises(ValueError, match="empty"):
         to_uint8([])
+
+
+def test_show_draws_a_maco_transparency_as_alpha(tmp_path, monkeypatch):
+    _, image_f = lw.param.maco(32, batch=1, output_size=16)
+    image_f.gradient[..., :16] = 1.0  # left half "mattered"
+    rgba = image_f.rgba()  # (1, 16, 16, 4)
+    assert rgba[0, :, :8, 3].min() == 1.0 and rgba[0, :, 8:, 3].max() == 0.0
+    monkeypatch.chdir(tmp_path)
+    path = lw.show(rgba)
+    shown = np.asarray(Image.open(path))  # (16, 16, 3): alpha composited
+    opaque = np.round(rgba[0, :, :8, :3] * 255)
+    assert np.abs(shown[:, :8].astype(float) - opaque).max() <= 1  # the image where it mattered
+    board = np.round(lw.optvis.arrays.checkerboard(16, 16)[:, 8:, 0] * 255)  # (16, 8)
+    assert np.abs(shown[:, 8:, 0].astype(float) - board).max() <= 1  # checkerboard elsewhere

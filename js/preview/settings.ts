@@ -1,5 +1,6 @@
 // Settings forms: the live preview's (steps, size, lr, seed, param, ...) and the grid's.
 import { Bindings, h, save } from "../shared/dom";
+import { PARAMS } from "../shared/types";
 import type { AnyModel, GridSettings, PreviewSettings } from "../shared/types";
 
 type Field =
@@ -10,14 +11,14 @@ type Field =
 const PREVIEW_FIELDS: Field[] = [
   { key: "steps", label: "steps", kind: "number", min: 1, max: 100000, step: 1, title: "Optimizer steps of the run" },
   { key: "size", label: "size", kind: "number", min: 8, max: 2048, step: 8, title: "Image side in pixels (restarts)" },
-  { key: "lr", label: "lr", kind: "number", min: 0.0001, max: 10, step: 0.01, title: "Adam learning rate (applies at the next step)" },
+  { key: "lr", label: "lr", kind: "number", min: 0.0001, max: 10, step: 0.01, title: "Learning rate: Adam's, NAdam's with maco; choosing a param resets it to that param's default (applies at the next step)" },
   { key: "seed", label: "seed", kind: "number", min: 0, max: 2147483647, step: 1, title: "Random seed (restarts)" },
   { key: "batch", label: "batch", kind: "number", min: 1, max: 64, step: 1, title: "Images optimized at once (restarts)" },
   { key: "diversity", label: "diversity", kind: "number", min: 0, max: 1000000, step: 1, title: "Weight of the diversity penalty: objective − w · diversity(layer) (batch ≥ 2)" },
-  { key: "param", label: "param", kind: "select", options: ["fft", "pixel"], title: "Image parameterization (restarts)" },
+  { key: "param", label: "param", kind: "select", options: [...PARAMS], title: "Image parameterization: fft / pixel (Lucid's), maco (phase only, natural spectrum, its own crops; restarts)" },
   { key: "decorrelate", label: "decorrelate", kind: "bool", title: "Decorrelated colour space (restarts)" },
-  { key: "alpha", label: "alpha", kind: "bool", title: "Transparent (RGBA) image (restarts)" },
-  { key: "transforms", label: "transforms", kind: "bool", title: "Random jitter / scale / rotate each step (applies at the next step)" },
+  { key: "alpha", label: "alpha", kind: "bool", title: "Transparent (RGBA) image; with maco: its transparency map (where the gradient went) as alpha (restarts)" },
+  { key: "transforms", label: "transforms", kind: "bool", title: "Random jitter / scale / rotate each step; with maco: its random crops (applies at the next step)" },
 ];
 
 const GRID_FIELDS: Field[] = [
@@ -25,7 +26,7 @@ const GRID_FIELDS: Field[] = [
   { key: "steps", label: "steps", kind: "number", min: 1, max: 100000, step: 1, title: "Optimizer steps per batch" },
   { key: "batch_size", label: "batch", kind: "number", min: 1, max: 256, step: 1, title: "Units rendered together" },
   { key: "seed", label: "seed", kind: "number", min: 0, max: 2147483647, step: 1, title: "Random seed" },
-  { key: "param", label: "param", kind: "select", options: ["fft", "pixel"], title: "Image parameterization" },
+  { key: "param", label: "param", kind: "select", options: [...PARAMS], title: "Image parameterization: fft / pixel (Lucid's), maco" },
   { key: "decorrelate", label: "decorrelate", kind: "bool", title: "Decorrelated colour space" },
   { key: "transforms", label: "transforms", kind: "bool", title: "Random jitter / scale / rotate" },
 ];

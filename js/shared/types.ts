@@ -19,13 +19,17 @@ export interface LayerRow {
   order: number;
 }
 
+/** widget_engine.PARAMS: the image parameterizations of the preview and the grid. */
+export const PARAMS = ["fft", "pixel", "maco"] as const;
+export type Param = (typeof PARAMS)[number];
+
 /** widget_engine.PreviewConfig */
 export interface PreviewSettings {
   steps: number;
   size: number;
   lr: number;
   seed: number;
-  param: "fft" | "pixel";
+  param: Param;
   decorrelate: boolean;
   alpha: boolean;
   transforms: boolean;
@@ -37,7 +41,7 @@ export interface PreviewSettings {
 export interface GridSettings {
   size: number;
   steps: number;
-  param: "fft" | "pixel";
+  param: Param;
   decorrelate: boolean;
   transforms: boolean;
   batch_size: number;

@@ -255,7 +255,7 @@ class WidgetBase(anywidget.AnyWidget):
         try:
             if not isinstance(values, dict):
                 raise TypeError(f"{what} must be a dict, got {type(values).__name__}")
-            return type(current).from_dict({**current.to_dict(), **values})
+            return current.merged(values)
         except (ValueError, TypeError) as error:
             if not self._front_end_update:
                 raise SettingsError(f"{what}: {error}") from None

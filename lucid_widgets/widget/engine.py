@@ -13,8 +13,12 @@ from typing import Any
 
 from torch import nn
 
+from lucid_widgets.widget.runs import LiveRun
+
 __all__ = [
+    "DEFAULT_LR",
     "GRID_KINDS",
+    "PARAMS",
     "GridConfig",
     "LiveRun",
     "PreviewConfig",
@@ -29,7 +33,9 @@ __all__ = [
     "with_diversity",
 ]
 
-_PARAMS = ("fft", "pixel")
+PARAMS = ("fft", "pixel", "maco")
+# the learning rate a param starts with (PreviewConfig.merged switches it along with the param)
+DEFAULT_LR = {"fft": 0.05, "pixel": 0.05, "maco": 1.0}
 GRID_KINDS = ("channel", "neuron")
 
 
@@ -62,10 +68,20 @@ class _Config:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def merged(self, values: dict) -> _Config:
+        """This config with ``values`` changed (a partial dict changes only what it names)."""
+        return type(self).from_dict({**self.to_dict(), **values})
+
 
 @dataclass(frozen=True)
 class PreviewConfig(_Config):
-    """Settings of the live preview run (the unit detail panel)."""
+    """Settings of the live preview run (the unit detail panel).
+
+    ``param`` is ``"fft"`` or ``"pixel"`` (Lucid's image, Adam) or ``"maco"`` (MACO's recipe, see
+    :mod:`lucid_widgets.optvis.recipes`: a canvas twice ``size``, its crops, NAdam; the frames
+    show the canvas resized to ``size``, and with ``alpha`` its transparency map as alpha;
+    ``decorrelate`` does not apply). ``lr`` is the learning rate of the run's optimizer.
+    """
 
     steps: int = 512
     size: int = 128
@@ -85,8 +101,18 @@ class PreviewConfig(_Config):
             ("decorrelate", bool, 0, 1), ("alpha", bool, 0, 1), ("transforms", bool, 0, 1),
         ):  # fmt: skip
             object.__setattr__(self, name, _check(name, getattr(self, name), kind, low, high))
-        if self.param not in _PARAMS:
-            raise ValueError(f"setting 'param' must be one of {_PARAMS}, got {self.param!r}")
+        if self.param not in PARAMS:
+            raise ValueError(f"setting 'param' must be one of {PARAMS}, got {self.param!r}")
+
+    def merged(self, values: dict) -> PreviewConfig:
+        """As :meth:`_Config.merged`; a new ``param`` also brings its own default ``lr``
+        (:data:`DEFAULT_LR`) when ``lr`` was at the old param's default and is not changed."""
+        values = dict(values)
+        param = values.get("param", self.param)
+        lr = values.get("lr", self.lr)
+        if param != self.param and lr == self.lr == DEFAULT_LR.get(self.param):
+            values["lr"] = DEFAULT_LR.get(param, lr)
+        return type(self).from_dict({**self.to_dict(), **values})
 
     def restart_key(self) -> tuple:
         """Settings that need a new run when they change (the others apply live)."""
@@ -111,8 +137,8 @@ class GridConfig(_Config):
             ("seed", int, 0, 2**31 - 1), ("decorrelate", bool, 0, 1), ("transforms", bool, 0, 1),
         ):  # fmt: skip
             object.__setattr__(self, name, _check(name, getattr(self, name), kind, low, high))
-        if self.param not in _PARAMS:
-            raise ValueError(f"setting 'param' must be one of {_PARAMS}, got {self.param!r}")
+        if self.param not in PARAMS:
+            raise ValueError(f"setting 'param' must be one of {PARAMS}, got {self.param!r}")
 
     def cache_key(self) -> tuple:
         """What the pixels depend on (``batch_size`` only changes speed)."""
@@ -132,76 +158,65 @@ def _channels(model: nn.Module) -> int:
     return resolve(model).channels
 
 
-def _image_param(size: int, batch: int, param: str, decorrelate: bool, alpha: bool, channels: int):
-    from lucid_widgets.optvis.param import image
+def _recipe(config: PreviewConfig | GridConfig, batch: int, alpha: bool, channels: int, lr=None):
+    """The engine recipe of ``config.param`` (``lr`` None: the recipe's own)."""
+    from lucid_widgets.optvis import recipes
 
-    return functools.partial(
-        image, size, batch=batch, fft=param == "fft", decorrelate=decorrelate, alpha=alpha,
-        channels=channels,
+    options = {} if lr is None else {"lr": lr}
+    if config.param == "maco":
+        return recipes.maco_recipe(config.size, batch, channels=channels, **options)
+    return recipes.lucid_recipe(
+        config.size, batch, fft=config.param == "fft", decorrelate=config.decorrelate,
+        alpha=alpha, channels=channels, **options,
     )  # fmt: skip
 
 
-def _run_options(config: PreviewConfig, overrides: dict) -> dict:
-    keys = ("preprocess", "redirected_relu_steps")
-    options = {key: overrides[key] for key in keys if key in overrides}
-    options["transforms"] = overrides.get("transforms", None if config.transforms else [])
-    return options
+def _preview_plan(model: nn.Module, config: PreviewConfig, overrides: dict) -> dict:
+    """What a preview run uses: the settings' recipe, the overrides winning over it.
 
-
-class LiveRun:
-    """A live preview's :class:`~lucid_widgets.optvis.render.Optimization` together with its
-    image parameters ``(params, image_f)`` (what its ``param_f`` returned), which
-    :func:`resume_preview` carries on from.
-
-    What the worker calls (``step``, ``image``, ``close``, ``objective``, ``optimizer``, ...) is
-    the optimization's.
+    With a ``param_f`` of its own (the user's, or a Microscope view's photo) the run keeps
+    Lucid's defaults for whatever it was not given: MACO's crops or NAdam never apply to an
+    image that is not MACO's; its Adam takes ``lr`` unless the settings' param is MACO (whose
+    ``lr`` is NAdam's).
     """
+    from lucid_widgets.optvis.recipes import lucid_recipe
 
-    def __init__(self, optimization: Any, image_param: tuple) -> None:
-        self.optimization = optimization
-        self.image_param = image_param  # (list of tensors, image_f), what param_f returned
+    own_image = overrides.get("param_f") is not None
+    if own_image:
+        lr = config.lr if config.param != "maco" else DEFAULT_LR["fft"]
+        recipe = lucid_recipe(config.size, config.batch, lr=lr)
+    else:
+        recipe = _recipe(config, config.batch, config.alpha, _channels(model), config.lr)
+    return {
+        "param_f": overrides.get("param_f") or recipe.param_f,
+        "optimizer": overrides.get("optimizer") or recipe.optimizer,
+        "standard_transforms": overrides.get("transforms", recipe.transforms),
+        "redirected_relu_steps": overrides.get(
+            "redirected_relu_steps", recipe.redirected_relu_steps
+        ),
+        "follows_lr": "optimizer" not in overrides and not (own_image and config.param == "maco"),
+    }
 
-    @property
-    def params(self) -> list:
-        """The image parameters (tensors) being optimized."""
-        return self.image_param[0]
 
-    @property
-    def objective(self) -> Any:
-        return self.optimization.objective
+def _started(model: nn.Module, objective: Any, plan: dict, transforms: Any, **options) -> LiveRun:
+    """A new Optimization from ``plan`` (see :func:`_preview_plan`), its parameters kept."""
+    from lucid_widgets.optvis.render import Optimization
 
-    @objective.setter
-    def objective(self, value: Any) -> None:
-        self.optimization.objective = value
+    made: list = []
 
-    @property
-    def transforms(self) -> Any:
-        return self.optimization.transforms
+    def remembered_param_f() -> Any:
+        made.append(plan["param_f"]())
+        return made[-1]
 
-    @transforms.setter
-    def transforms(self, value: Any) -> None:
-        self.optimization.transforms = value
-
-    @property
-    def optimizer(self) -> Any:
-        return self.optimization.optimizer
-
-    @property
-    def step_count(self) -> int:
-        return self.optimization.step_count
-
-    @property
-    def closed(self) -> bool:
-        return self.optimization.closed
-
-    def step(self) -> Any:
-        return self.optimization.step()
-
-    def image(self) -> Any:
-        return self.optimization.image()
-
-    def close(self) -> None:
-        self.optimization.close()
+    relu_steps = plan["redirected_relu_steps"]
+    run = Optimization(
+        model, objective, param_f=remembered_param_f, optimizer=plan["optimizer"],
+        transforms=transforms, redirected_relu_steps=relu_steps, **options,
+    )  # fmt: skip
+    return LiveRun(
+        run, made[-1], plan["standard_transforms"], relu_steps,
+        alpha=plan.get("alpha", False), follows_lr=plan.get("follows_lr", True),
+    )  # fmt: skip
 
 
 def make_preview(
@@ -211,73 +226,68 @@ def make_preview(
 
     ``overrides`` may hold ``param_f``, ``optimizer``, ``transforms``, ``preprocess`` and
     ``redirected_relu_steps`` (what ``LivePreview(..., param_f=...)`` was given); they win over
-    the settings. The run keeps its parameters so that :func:`resume_preview` can carry on
-    after it was closed.
+    the settings (see :func:`_preview_plan`). The run keeps its parameters so that
+    :func:`resume_preview` can carry on after it was closed.
     """
-    import torch
-
-    from lucid_widgets.optvis.render import Optimization
-
     overrides = dict(overrides or {})
-    param_f = overrides.get("param_f") or _image_param(
-        config.size, config.batch, config.param, config.decorrelate, config.alpha, _channels(model)
-    )
-    optimizer = overrides.get("optimizer") or functools.partial(torch.optim.Adam, lr=config.lr)
-    made: list = []
-
-    def remembered_param_f() -> Any:
-        made.append(param_f())
-        return made[-1]
-
-    run = Optimization(
-        model, objective, param_f=remembered_param_f, optimizer=optimizer, seed=config.seed,
-        **_run_options(config, overrides),
-    )  # fmt: skip
-    return LiveRun(run, made[-1])
+    plan = {**_preview_plan(model, config, overrides), "alpha": config.alpha}
+    transforms = plan["standard_transforms"] if config.transforms else []
+    options = {"preprocess": overrides["preprocess"]} if "preprocess" in overrides else {}
+    return _started(model, objective, plan, transforms, seed=config.seed, **options)
 
 
 def resume_preview(
     model: nn.Module, previous: LiveRun, config: PreviewConfig, overrides: dict, steps_done: int
 ) -> LiveRun:
-    """Carry on a closed preview run: same image parameters and optimizer state, a new
+    """Carry on a closed preview run: same image parameters, optimizer state and recipe, a new
     optimization (the model is frozen again only while it runs)."""
     from lucid_widgets.optvis.render import Optimization
 
     image_param = previous.image_param
-    options = _run_options(config, overrides)
-    relu_steps = options.get("redirected_relu_steps", 16)
-    options["redirected_relu_steps"] = max(0, relu_steps - steps_done)
+    options = {"preprocess": overrides["preprocess"]} if "preprocess" in overrides else {}
+    transforms = previous.standard_transforms if config.transforms else []
+    relu_steps = max(0, previous.redirected_relu_steps - steps_done)
     run = Optimization(
         model, previous.objective, param_f=lambda: image_param,
-        optimizer=lambda _: previous.optimizer, seed=config.seed, **options,
+        optimizer=lambda _: previous.optimizer, transforms=transforms, seed=config.seed,
+        redirected_relu_steps=relu_steps, **options,
     )  # fmt: skip
-    return LiveRun(run, image_param)
+    return LiveRun(
+        run, image_param, previous.standard_transforms, previous.redirected_relu_steps,
+        alpha=previous.alpha, follows_lr=previous.follows_lr,
+    )  # fmt: skip
 
 
 def set_learning_rate(run: Any, lr: float) -> None:
-    """Change the learning rate of a running optimization (next step)."""
+    """Change the learning rate of a running optimization (next step); a run whose optimizer
+    does not follow the setting (the user's own) is left alone."""
+    if not getattr(run, "follows_lr", True):
+        return
     for group in run.optimizer.param_groups:
         group["lr"] = float(lr)
 
 
 def set_transforms(run: Any, enabled: bool) -> None:
-    """Standard transforms on or off for a running optimization (next step)."""
-    run.transforms = None if enabled else []
+    """The run's standard transforms (MACO's crops for MACO) on or off (next step)."""
+    run.transforms = getattr(run, "standard_transforms", None) if enabled else []
 
 
 def make_grid_batch(
     model: nn.Module, layer: str, units: list[int], kind: str, config: GridConfig
-) -> Any:
-    """One optimization rendering ``units`` of ``layer`` at once, one unit per batch element."""
-    from lucid_widgets.optvis.render import Optimization
+) -> LiveRun:
+    """One optimization rendering ``units`` of ``layer`` at once, one unit per batch element;
+    its ``image()`` is the thumbnails at ``config.size``."""
     from lucid_widgets.optvis.units import unit_batch_objective
 
     objective = unit_batch_objective(layer, units, kind)
-    param_f = _image_param(
-        config.size, len(units), config.param, config.decorrelate, False, _channels(model)
-    )
-    transforms = None if config.transforms else []
-    return Optimization(model, objective, param_f=param_f, transforms=transforms, seed=config.seed)
+    recipe = _recipe(config, len(units), False, _channels(model))
+    plan = {
+        "param_f": recipe.param_f, "optimizer": recipe.optimizer,
+        "standard_transforms": recipe.transforms,
+        "redirected_relu_steps": recipe.redirected_relu_steps,
+    }  # fmt: skip
+    transforms = recipe.transforms if config.transforms else []
+    return _started(model, objective, plan, transforms, seed=config.seed)
 
 
 def catalog(model: nn.Module) -> list[dict[str, Any]]:

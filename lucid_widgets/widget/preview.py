@@ -28,8 +28,9 @@ class LivePreview(WidgetBase):
         An expression such as ``"layer3:7 - 0.5 * layer3:12"`` or an ``Objective``.
     settings
         Preview settings (see :class:`~lucid_widgets.widget.engine.PreviewConfig`): steps, size,
-        lr, seed, param (``"fft"``/``"pixel"``), decorrelate, alpha, transforms, batch, diversity.
-        Assigning ``w.settings = {...}`` later changes only the keys given.
+        lr, seed, param (``"fft"``/``"pixel"``/``"maco"``), decorrelate, alpha, transforms, batch,
+        diversity. Assigning ``w.settings = {...}`` later changes only the keys given. With
+        ``"maco"`` and ``alpha`` the frames carry MACO's transparency map as alpha.
     autostart
         Start optimizing as soon as the widget is created.
     param_f, optimizer, transforms, preprocess

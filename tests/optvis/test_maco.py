@@ -155,3 +155,31 @@ def test_works_on_a_vit_batched():
     assert not torch.allclose(image_f().detach(), start)
     assert (image_f.transparency().flatten(1).amax(1) > 0).all()  # both images got gradient
     assert all(p.requires_grad for p in vit.parameters())  # the model is left as found
+
+
+def test_picture_is_the_canvas_resized_with_its_transparency_as_alpha():
+    params, image_f = maco(CANVAS, batch=2, output_size=INPUT)
+
+    def left_half(acts) -> torch.Tensor:
+        return acts["input"][..., : CANVAS // 2].mean()
+
+    objective = Objective(left_half, "left half", {"input"})
+    before = image_f.picture(alpha=True)
+    assert before.shape == (2, 4, INPUT, INPUT) and (before[:, 3] == 0).all()  # no step yet
+    lw.render_vis(
+        tiny_net(), objective, param_f=lambda: (params, image_f), transforms=[],
+        thresholds=(2,), progress=False,
+    )  # fmt: skip
+    canvas = image_f().detach()  # (B, 3, CANVAS, CANVAS): what the steps optimize
+    picture = image_f.picture(alpha=True)  # (B, 4, INPUT, INPUT)
+    assert canvas.shape[-1] == CANVAS and picture.shape == (2, 4, INPUT, INPUT)
+    resized = torch.nn.functional.interpolate(canvas, size=(INPUT, INPUT), mode="area")
+    assert (picture[:, :3] - resized).abs().max() < 0.1  # the whole canvas, antialiased
+    alpha = picture[:, 3]
+    assert alpha.min() >= 0 and alpha.max() == 1
+    assert (alpha[..., : INPUT // 2] > 0).all() and (alpha[..., INPUT // 2 :] == 0).all()
+    assert image_f.rgba().shape == (2, INPUT, INPUT, 4)
+    step_picture = image_f.picture(canvas)  # a step's canvas image: resized, no alpha
+    torch.testing.assert_close(step_picture, picture[:, :3])
+    with pytest.raises(ValueError, match="output_size must be a side or"):
+        maco(CANVAS, output_size=(8, 8, 8))

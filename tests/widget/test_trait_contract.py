@@ -288,3 +288,12 @@ def test_views_module_is_generated_from_the_python_constants():
     assert ts.kind("UnitView").literals == frozenset(UNIT_VIEWS)
     assert ts.consts["UNIT_VIEWS"] == list(UNIT_VIEWS)
     assert set(IMAGE_VIEWS) <= set(UNIT_VIEWS)
+
+
+def test_settings_params_match_the_engine():
+    from lucid_widgets.widget.engine import PARAMS
+
+    ts = shared_module()
+    assert ts.consts["PARAMS"] == list(PARAMS)
+    for interface in ("PreviewSettings", "GridSettings"):
+        assert ts.kind(ts.members(interface)["param"]).literals == frozenset(PARAMS)

@@ -135,10 +135,18 @@ def resize_spectrum(spectrum: np.ndarray, height: int, width: int) -> torch.Tens
 class MacoImage:
     """``image_f`` of :func:`maco`: the image, its transparency, and the raw spatial image."""
 
-    def __init__(self, phase: torch.Tensor, magnitude: torch.Tensor, height: int, width: int):
+    def __init__(
+        self,
+        phase: torch.Tensor,
+        magnitude: torch.Tensor,
+        height: int,
+        width: int,
+        output_size: tuple[int, int] | None = None,
+    ):
         self.phase = phase  # (B, 3, H, W // 2 + 1), the only parameter
         self.magnitude = magnitude  # (3, H, W // 2 + 1), fixed
         self.size = (height, width)
+        self.output_size = output_size  # (h, w) of picture(), None: the canvas itself
         self.gradient = torch.zeros(phase.shape[0], 1, height, width, device=phase.device)
 
     def spatial(self) -> torch.Tensor:
@@ -161,19 +169,49 @@ class MacoImage:
         peak = self.gradient.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
         return self.gradient / peak
 
-    def rgba(self, percentile: float = 99.0) -> np.ndarray:
-        """The image with its transparency as alpha, ``(B, H, W, 4)`` in ``[0, 1]``.
+    def picture(
+        self, image: torch.Tensor | None = None, alpha: bool = False, percentile: float = 99.0
+    ) -> torch.Tensor:
+        """The image as shown: resized to ``output_size`` and, with ``alpha``, the transparency.
 
-        The alpha is the accumulated gradient divided by its ``percentile`` per image (clipped
-        to 1), so that a few hot pixels do not hide the rest; ``show`` / ``save`` composite it
-        over a checkerboard.
+        Parameters
+        ----------
+        image
+            A ``(B, 3, H, W)`` image this parameterization made (a step's image); default: the
+            current one. Left as it is when it already has the output size.
+        alpha
+            Add the transparency as a 4th channel: the accumulated gradient (averaged down to
+            the picture's size) divided by its ``percentile`` per image, clipped to 1, so that a
+            few hot pixels do not hide the rest. Zero before the first step.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(B, 3, h, w)``, or ``(B, 4, h, w)`` with ``alpha``, in ``[0, 1]``, detached;
+            ``(h, w)`` is ``output_size`` (default: the canvas).
         """
         with torch.no_grad():
-            image = self()  # (B, 3, H, W)
-        flat = self.gradient.flatten(1)
-        level = torch.quantile(flat, percentile / 100.0, dim=1).clamp_min(1e-12)
-        alpha = (self.gradient / level.view(-1, 1, 1, 1)).clamp(0, 1)  # (B, 1, H, W)
-        return torch.cat([image, alpha], 1).permute(0, 2, 3, 1).cpu().numpy()
+            image = self() if image is None else image.detach()  # (B, 3, H, W)
+            size = tuple(self.output_size or image.shape[-2:])
+            if tuple(image.shape[-2:]) != size:
+                image = F.interpolate(image, size=size, mode="bilinear", antialias=True)
+                image = image.clamp(0, 1)  # (B, 3, h, w)
+            if not alpha:
+                return image
+            gradient = self.gradient  # (B, 1, H, W)
+            if tuple(gradient.shape[-2:]) != size:
+                gradient = F.adaptive_avg_pool2d(gradient, size)  # (B, 1, h, w)
+            level = torch.quantile(gradient.flatten(1), percentile / 100.0, dim=1)
+            transparency = gradient / level.clamp_min(1e-12).view(-1, 1, 1, 1)
+            return torch.cat([image, transparency.clamp(0, 1)], 1)  # (B, 4, h, w)
+
+    def rgba(self, percentile: float = 99.0) -> np.ndarray:
+        """:meth:`picture` with alpha as numpy, ``(B, h, w, 4)`` in ``[0, 1]``.
+
+        ``show`` / ``save`` composite it over a checkerboard.
+        """
+        rgba = self.picture(alpha=True, percentile=percentile)  # (B, 4, h, w)
+        return rgba.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def maco(
@@ -182,6 +220,7 @@ def maco(
     batch: int = 1,
     spectrum: str | Path | np.ndarray | None = None,
     input_size: int | Sequence[int] | None = None,
+    output_size: int | Sequence[int] | None = None,
 ) -> ParamResult:
     """MACO's parameterization: a phase-only image under a fixed natural magnitude spectrum.
 
@@ -198,6 +237,10 @@ def maco(
     input_size
         The network's input side (or ``(height, width)``); when given, a smaller canvas raises
         ``ValueError``.
+    output_size
+        The side (or ``(height, width)``) of :meth:`MacoImage.picture` and :meth:`MacoImage.rgba`:
+        the canvas resized down (antialiased) for display and results; default the canvas size.
+        ``image_f()`` itself always returns the canvas (what the transforms crop).
 
     Returns
     -------
@@ -218,7 +261,16 @@ def maco(
     magnitude = resize_spectrum(load_spectrum(spectrum), height, width)
     phase = (rand(batch, 3, height, width // 2 + 1) * 2 - 1) * np.pi  # uniform angles
     phase.requires_grad_(True)
-    return [phase], MacoImage(phase, magnitude, height, width)
+    output = None if output_size is None else _pair(output_size, "output_size")
+    return [phase], MacoImage(phase, magnitude, height, width, output)
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """A side or ``(height, width)`` of positive integers -> ``(height, width)``."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be a side or (height, width), got {value!r}")
+    return _positive(pair[0], name), _positive(pair[1], name)
 
 
 def _positive(value: object, name: str) -> int:
