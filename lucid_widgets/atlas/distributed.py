@@ -72,17 +72,23 @@ def start_ray(address: str | None):
 class AtlasWorker:
     """The body of a Ray actor (``ray.remote(AtlasWorker)``): a model and its task runner.
 
-    ``threads`` is torch's thread count in the actor (one per CPU it reserves); ``None`` keeps
-    torch's default (GPU actors).
+    The model is ``load(zoo_name)``, or else ``shipped``: ``[ref]`` of the user's module in the
+    object store (in a list, so that Ray leaves it to the actor, and the driver's pool keeps it
+    for restarts). ``threads`` is torch's thread count in the actor (one per CPU it reserves);
+    ``None`` keeps torch's default (GPU actors).
     """
 
-    def __init__(self, model, zoo_name: str | None, device: str | None, threads: int | None):
+    def __init__(self, shipped, zoo_name: str | None, device: str | None, threads: int | None):
         if threads is not None:
             torch.set_num_threads(threads)
         if zoo_name is not None:
             from lucid_widgets.zoo import load
 
             model = load(zoo_name)
+        else:
+            import ray
+
+            model = ray.get(shipped[0])
         self.model = model if device is None else model.to(device)
         self.build: str | None = None  # the build whose runner is loaded
         self.runner: TaskRunner | None = None
@@ -140,7 +146,7 @@ def _pool(ray, model: nn.Module, zoo_name: str | None, digest: str, workers: int
     remote = ray.remote(max_restarts=-1, max_task_retries=0, **options)(AtlasWorker)
     model_ref = None if zoo_name is not None else ray.put(model)
     threads = None if gpus else 1
-    actors = [remote.remote(model_ref, zoo_name, device, threads) for _ in range(count)]
+    actors = [remote.remote([model_ref], zoo_name, device, threads) for _ in range(count)]
     _POOL = _Pool(key, session, device, actors, model_ref)
     return _POOL
 
