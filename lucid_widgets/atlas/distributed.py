@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -72,23 +73,19 @@ def start_ray(address: str | None):
 class AtlasWorker:
     """The body of a Ray actor (``ray.remote(AtlasWorker)``): a model and its task runner.
 
-    The model is ``load(zoo_name)``, or else ``shipped``: ``[ref]`` of the user's module in the
-    object store (in a list, so that Ray leaves it to the actor, and the driver's pool keeps it
-    for restarts). ``threads`` is torch's thread count in the actor (one per CPU it reserves);
-    ``None`` keeps torch's default (GPU actors).
+    The model is ``load(zoo_name)``, or else ``model``: the user's module, shipped once through
+    the object store (the driver's pool keeps its reference for restarts). ``threads`` is
+    torch's thread count in the actor (one per CPU it reserves); ``None`` keeps torch's default
+    (GPU actors).
     """
 
-    def __init__(self, shipped, zoo_name: str | None, device: str | None, threads: int | None):
+    def __init__(self, model, zoo_name: str | None, device: str | None, threads: int | None):
         if threads is not None:
             torch.set_num_threads(threads)
         if zoo_name is not None:
             from lucid_widgets.zoo import load
 
             model = load(zoo_name)
-        else:
-            import ray
-
-            model = ray.get(shipped[0])
         self.model = model if device is None else model.to(device)
         self.build: str | None = None  # the build whose runner is loaded
         self.runner: TaskRunner | None = None
@@ -120,6 +117,7 @@ class _Pool:
 
 
 _POOL: _Pool | None = None  # this process's pool of actors
+_POOL_LOCK = threading.RLock()  # one Ray build at a time uses the pool
 
 
 def _session(ray) -> str:
@@ -146,7 +144,7 @@ def _pool(ray, model: nn.Module, zoo_name: str | None, digest: str, workers: int
     remote = ray.remote(max_restarts=-1, max_task_retries=0, **options)(AtlasWorker)
     model_ref = None if zoo_name is not None else ray.put(model)
     threads = None if gpus else 1
-    actors = [remote.remote([model_ref], zoo_name, device, threads) for _ in range(count)]
+    actors = [remote.remote(model_ref, zoo_name, device, threads) for _ in range(count)]
     _POOL = _Pool(key, session, device, actors, model_ref)
     return _POOL
 
@@ -155,11 +153,13 @@ def shutdown_workers() -> int:
     """Release this process's pool of Ray actors (``lw.atlas.shutdown_workers()``).
 
     The actors keep the model in memory and hold their CPUs (or GPUs) of the cluster between
-    builds; this ends them. Returns how many were ended (0 when there was no pool, or when Ray
-    was shut down already, which ended them).
+    builds; this ends them (after the Ray build running in another thread, if any). Returns
+    how many were ended (0 when there was no pool, or when Ray was shut down already, which
+    ended them).
     """
     global _POOL
-    pool, _POOL = _POOL, None
+    with _POOL_LOCK:  # after the build running in another thread, if any
+        pool, _POOL = _POOL, None
     if pool is None:
         return 0
     try:
@@ -231,7 +231,12 @@ def run_ray(
         from lucid_widgets.dataset.keys import model_digest
 
         digest = model_digest(model)
-    pool = _pool(ray, model, zoo_name, digest, workers)
+    with _POOL_LOCK:  # a second Ray build of this process (another thread) waits its turn
+        pool = _pool(ray, model, zoo_name, digest, workers)
+        _run_on_pool(ray, pool, plans, settings, dataset, tasks, atlas, bar, stop, callback)
+
+
+def _run_on_pool(ray, pool: _Pool, plans, settings, dataset, tasks, atlas, bar, stop, callback):
     config = [ray.put((plans, settings, dataset))]  # in a list: actors fetch it once per build
     pieces = _pieces(tasks, plans, micro_batch(pool.device, settings))
     finish, finished = _committer(atlas, pieces, bar, callback), False
