@@ -5,13 +5,15 @@
 >>> atlas.layers, atlas.units("early"), atlas.image("early", 3).shape         # doctest: +SKIP
 >>> lw.atlas.export_site("atlases/tiny", "site/")                              # doctest: +SKIP
 
-- :func:`build` (:mod:`.build`): plan, resume, run locally or on Ray (:mod:`.distributed`).
+- :func:`build` (:mod:`.build`): plan, resume, run locally or on Ray (:mod:`.distributed`);
+  :func:`shutdown_workers` ends the Ray actors that later builds would reuse.
 - :func:`open` / :class:`Atlas` (:mod:`.store`): read images, examples, connections; check
   completeness; write pictures back. Format: docs/ATLAS_FORMAT.md.
 - :func:`export_site` (:mod:`.site`): a static Microscope website of an atlas.
 """
 
 from lucid_widgets.atlas.build import build, open_atlas
+from lucid_widgets.atlas.distributed import shutdown_workers
 from lucid_widgets.atlas.files import AtlasLockedError
 from lucid_widgets.atlas.site import export_site
 from lucid_widgets.atlas.store import (
@@ -39,4 +41,5 @@ __all__ = [
     "export_site",
     "open",
     "open_atlas",
+    "shutdown_workers",
 ]

@@ -287,6 +287,7 @@ def build(
                     stop=stop,
                     callback=callback,
                     workers=workers,
+                    digest=digest,
                 )
             else:
                 _run_local(

@@ -26,13 +26,15 @@ from torch import nn
 from lucid_widgets.atlas.plan import VIEWS, LayerPlan, Settings, Task, slug
 from lucid_widgets.dataset.examples import dataset_examples
 from lucid_widgets.dataset.sources import DatasetSource, open_dataset
+from lucid_widgets.optvis.hooks import model_device
 from lucid_widgets.optvis.objectives import diversity
 from lucid_widgets.optvis.param import image as image_param
 from lucid_widgets.optvis.render import Optimization, StopSignal, should_stop, to_numpy
 from lucid_widgets.optvis.units import iter_units, unit_batch_objective
 
-__all__ = ["TaskOutput", "TaskRunner", "encode_png", "image_path"]
+__all__ = ["TaskOutput", "TaskRunner", "encode_png", "image_path", "merge_parts", "task_parts"]
 
+CPU_MICRO_BATCH = 4  # units per optimization on a CPU (``iter_units``'s CPU default)
 ARRAYS = ("values", "indices", "positions")
 WHICH = ("top", "bottom")
 
@@ -66,6 +68,46 @@ class TaskOutput:
     meta: dict
 
 
+def micro_batch(device: str | torch.device | None, settings: Settings) -> int:
+    """Units one optimization holds: 4 on a CPU (``iter_units``'s default), else the batch."""
+    cpu = device is None or torch.device(device).type == "cpu"
+    return CPU_MICRO_BATCH if cpu else settings.batch_size
+
+
+def task_parts(task: Task, micro: int) -> list[tuple[int, ...] | None]:
+    """The pieces ``task`` can be computed in, one ``TaskRunner.compute`` call each.
+
+    A render task splits into its micro-batches of ``micro`` units (one unit each for
+    ``"diversity"``), which compute exactly as in the whole task: same batches, same seeds.
+    Other tasks are one piece, ``None``: the whole task.
+    """
+    if task.kind != "render":
+        return [None]
+    step = 1 if VIEWS[task.view] is None else micro
+    return [task.units[start : start + step] for start in range(0, len(task.units), step)]
+
+
+def merge_parts(task: Task, outputs: Sequence[TaskOutput]) -> TaskOutput:
+    """The output of ``task`` from the outputs of its parts, in the order of ``runner.parts``.
+
+    ``meta`` is the first part's with the task's ``units``, the summed ``seconds`` and, when
+    more than one process worked on it, every ``pids``.
+    """
+    if not outputs:
+        raise ValueError(f"Task {task.id} has no part outputs to merge.")
+    files: dict[str, bytes] = {}
+    for output in outputs:
+        files.update(output.files)
+    meta = dict(outputs[0].meta)
+    if len(outputs) > 1:
+        meta["seconds"] = round(sum(output.meta["seconds"] for output in outputs), 3)
+        meta["units"] = list(task.units)
+        pids = sorted({output.meta["pid"] for output in outputs})
+        if len(pids) > 1:
+            meta["pids"] = pids
+    return TaskOutput(task, files, meta)
+
+
 def dataset_range(source: DatasetSource, start: int, stop: int) -> object:
     """Images ``start..stop-1`` of a dataset, as something :func:`open_dataset` reads."""
     if source.kind == "folder":
@@ -92,12 +134,26 @@ class TaskRunner:
         self.plans = {plan.name: plan for plan in plans}
         self.settings = settings
         self.source = None if dataset is None else open_dataset(dataset)
+        self.micro_batch = micro_batch(model_device(self.model), settings)
 
-    def compute(self, task: Task, stop: StopSignal = None) -> TaskOutput | None:
-        """The outputs of ``task``; ``None`` when ``stop`` ended it first."""
+    def parts(self, task: Task) -> list[tuple[int, ...] | None]:
+        """``task_parts(task, self.micro_batch)``: the pieces :meth:`compute` takes."""
+        return task_parts(task, self.micro_batch)
+
+    def compute(
+        self, task: Task, stop: StopSignal = None, part: Sequence[int] | None = None
+    ) -> TaskOutput | None:
+        """The outputs of ``task``, or of one of its :meth:`parts`; ``None`` when stopped.
+
+        The outputs of all the parts, put together by :func:`merge_parts`, are the whole
+        task's outputs.
+        """
         started = time.perf_counter()
-        run = {"render": self._render, "links": self._links, "shard": self._shard}[task.kind]
-        result = run(task, stop)
+        if part is None:
+            run = {"render": self._render, "links": self._links, "shard": self._shard}[task.kind]
+            result = run(task, stop)
+        else:
+            result = self._render(task, stop, self._check_part(task, tuple(part)))
         if result is None:
             return None
         files, meta = result
@@ -110,38 +166,53 @@ class TaskRunner:
 
     # ------------------------------------------------------------------ renders
 
-    def _render(self, task: Task, stop: StopSignal):
+    def _check_part(self, task: Task, part: tuple[int, ...]) -> tuple[int, ...]:
+        """``part``, checked to be one of the task's :meth:`parts` (``ValueError`` if not)."""
+        parts = self.parts(task)
+        if part not in parts:
+            raise ValueError(
+                f"Units {list(part)} are not a part of task {task.id}; its parts are "
+                f"{[list(p) for p in parts if p is not None]}."
+            )
+        return part
+
+    def _render(self, task: Task, stop: StopSignal, part: tuple[int, ...] | None = None):
+        """All of the task's units, or those of one of its parts (a batch of its own)."""
         settings = self.settings
-        seed = settings.seed + task.window * settings.batch_size
+        units = task.units if part is None else part
+        batch = settings.batch_size if part is None else len(part)
+        offset = task.units.index(units[0])  # seeded as in the whole task's batch
+        seed = settings.seed + task.window * settings.batch_size + offset
         if VIEWS[task.view] is None:
-            images = self._diversity(task, stop)
+            images = self._diversity(task.layer, units, stop)
         else:
             stream = iter_units(
                 self.model,
                 self.plans[task.layer].path,
-                task.units,
+                units,
                 size=settings.size,
                 steps=settings.steps,
-                batch_size=settings.batch_size,
+                batch_size=batch,
                 kind=VIEWS[task.view],
                 seed=seed,
                 stop=stop,
+                micro_batch=self.micro_batch,
             )
             images = next(stream, (None, None))[1]  # (U, H, W, 3): one batch
         if images is None or should_stop(stop):
             return None
         files = {
             image_path(task.layer, task.view, unit): encode_png(image)
-            for unit, image in zip(task.units, images, strict=True)
+            for unit, image in zip(units, images, strict=True)
         }
-        return files, {"units": list(task.units)}
+        return files, {"units": list(units)}
 
-    def _diversity(self, task: Task, stop: StopSignal) -> list[np.ndarray] | None:
+    def _diversity(self, layer: str, units, stop: StopSignal) -> list[np.ndarray] | None:
         """Per unit, ``diversity_images`` images optimized together, side by side."""
-        settings, path = self.settings, self.plans[task.layer].path
+        settings, path = self.settings, self.plans[layer].path
         count = settings.diversity_images
         strips = []
-        for unit in task.units:
+        for unit in units:
             objective = unit_batch_objective(path, [unit] * count) - settings.diversity_weight * (
                 diversity(path)
             )

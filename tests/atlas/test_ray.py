@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from lucid_widgets import atlas as lw_atlas
+from lucid_widgets.atlas import distributed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +102,54 @@ def test_a_killed_actor_does_not_lose_or_repeat_a_unit(ray_cluster, tiny_net, tm
     assert len(claimed) == len(set(claimed)) == 2 * 8  # every unit of both layers, once
     pids = {record["meta"]["pid"] for record in store.records.values()}
     assert killed[0] in pids and len(pids) >= 2  # work continued in another (restarted) process
+
+
+def _pids(store) -> set[int]:
+    meta = [record["meta"] for record in store.records.values()]
+    return {pid for m in meta if "pid" in m for pid in m.get("pids", [m["pid"]])}
+
+
+def test_a_second_build_reuses_the_pool(ray_cluster, tiny_net, tmp_path, fast):
+    options = dict(units=range(8), views=("channel", "negative"), connections=False, **fast)
+    first = lw_atlas.build(tiny_net, tmp_path / "first", executor="ray", **options)
+    pool = distributed.worker_pids()
+    assert len(pool) == 2 and _pids(first) <= set(pool)
+    threads = ray_cluster.get([a.threads.remote() for a in distributed._POOL.actors])
+    assert threads == [1, 1]  # one torch thread per reserved CPU
+    second = lw_atlas.build(tiny_net, tmp_path / "second", executor="ray", **options)
+    assert distributed.worker_pids() == pool  # the same actors: no new start, no model load
+    assert _pids(second) == set(pool)  # both actors worked
+    local = lw_atlas.build(tiny_net, tmp_path / "local", **options)
+    _same(local, second)
+    _same(local, first)
+
+
+def test_another_model_gets_a_new_pool_and_release_ends_it(ray_cluster, tiny_net, tmp_path, fast):
+    options = dict(units=range(4), views=("channel",), connections=False, **fast)
+    lw_atlas.build(tiny_net, tmp_path / "a", executor="ray", **options)
+    before = distributed.worker_pids()
+    other = type(tiny_net)()  # other weights: another weights hash
+    lw_atlas.build(other, tmp_path / "b", executor="ray", **options)
+    after = distributed.worker_pids()
+    assert after and not set(after) & set(before)
+    actors = list(distributed._POOL.actors)
+    assert lw_atlas.shutdown_workers() == 2
+    assert distributed.worker_pids() == [] and lw_atlas.shutdown_workers() == 0
+    with pytest.raises(ray_cluster.exceptions.RayActorError):
+        ray_cluster.get(actors[0].pid.remote(), timeout=60)
+
+
+def test_an_error_mid_build_releases_the_pool(ray_cluster, tiny_net, tmp_path, fast):
+    def fail(output):
+        raise RuntimeError("the callback broke")
+
+    options = dict(units=range(8), views=("channel",), connections=False, **fast)
+    lw_atlas.build(tiny_net, tmp_path / "warm", executor="ray", **options)
+    actors = list(distributed._POOL.actors)
+    with pytest.raises(RuntimeError, match="the callback broke"):
+        lw_atlas.build(tiny_net, tmp_path / "broken", executor="ray", callback=fail, **options)
+    assert distributed._POOL is None
+    with pytest.raises(ray_cluster.exceptions.RayActorError):
+        ray_cluster.get(actors[0].pid.remote(), timeout=60)
+    store = lw_atlas.build(tiny_net, tmp_path / "broken", executor="ray", **options)
+    assert store.complete and store.check() == []  # a fresh pool finishes the build
