@@ -287,7 +287,8 @@ class _Pass:
         dtype = model_dtype(self.model)
         images = batch.images.to(model_device(self.model), non_blocking=True)
         images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
-        found = run(self.pre(images))
+        floors = self.state.top.floor(self.k, True), self.state.bottom.floor(self.k, False)
+        found = run(self.pre(images), *floors)
         self.state = _update(self.state, found, batch, images, self.k, self.thumb)
 
     def run(self, batch_size: int | None, progress: bool, stop: StopSignal) -> ExamplesResult:
@@ -311,7 +312,7 @@ class _Pass:
         )
         batches = prefetch(self._batches(batch_size))
         try:
-            hooked = Reducer(network, self.layout)
+            hooked = Reducer(network, self.layout, self.k)
             with closing(batches), torch.no_grad(), hooked as run:
                 for batch in batches:
                     if should_stop(stop):

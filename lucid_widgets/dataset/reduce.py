@@ -56,34 +56,63 @@ def _rows(acts: torch.Tensor, find: str) -> torch.Tensor:
     return reduce(acts.permute(0, 2, 3, 1), 2).transpose(1, 2)  # (B, H, U) -> (B, U, H)
 
 
-def _extreme(acts: torch.Tensor, find: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _extreme(
+    acts: torch.Tensor, find: str, open_: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, U, H, W)`` -> the spatial max (or min) ``(B, U)`` and its flat index ``y * W + x``.
 
     Ties go to the first position in row-major order; a NaN anywhere is the result (as
-    ``amax``), at the first NaN's position.
+    ``amax``), at the first NaN's position. With ``open_`` ``(B, U)`` (a function of the values,
+    see :func:`_entering`), only those candidates are located; the others get index 0.
     """
     rows = _rows(acts, find)  # (B, U, H)
     value, row = rows.max(2) if find == "max" else rows.min(2)  # (B, U)
-    batch, units, _, width = acts.shape
-    images = torch.arange(batch, device=acts.device)[:, None]  # (B, 1)
-    channels = torch.arange(units, device=acts.device)[None, :]  # (1, U)
-    line = acts[images, channels, row]  # (B, U, W): the row holding the extreme
-    column = line.argmax(2) if find == "max" else line.argmin(2)  # (B, U)
-    return value, row * width + column
+    if open_ is None:
+        open_ = torch.ones(value.shape, dtype=torch.bool, device=value.device)
+    open_ = open_(value) if callable(open_) else open_
+    images, units = open_.nonzero(as_tuple=True)  # (S,) each
+    where = torch.zeros(value.shape, dtype=torch.long, device=value.device)
+    if len(images):
+        rows_at = row[images, units]  # (S,)
+        line = acts[images, units, rows_at]  # (S, W): the row holding each extreme
+        column = line.argmax(1) if find == "max" else line.argmin(1)
+        where[images, units] = rows_at * acts.shape[3] + column
+    return value, where
+
+
+def _entering(floor: torch.Tensor, k: int, find: str):
+    """The candidates ``(B, U)`` that can enter a ranking whose k-th kept is ``floor`` ``(U,)``.
+
+    Not worse than ``floor``, nor than the k-th best of their own batch (k better ones there
+    keep them out too); NaN candidates count as open (they enter as -inf / +inf).
+    """
+    largest = find == "max"
+
+    def open_(values: torch.Tensor) -> torch.Tensor:
+        bound = floor
+        if values.shape[0] > k:
+            kth = values.topk(k, dim=0, largest=largest).values[-1]  # (U,)
+            bound = torch.maximum(bound, kth) if largest else torch.minimum(bound, kth)
+        return ~(values < bound) if largest else ~(values > bound)
+
+    return open_
 
 
 class Reducer:
     """Runs ``model`` with hooks on ``layout.paths`` that reduce each output on the spot.
 
     Use as a context manager (the hooks are removed on exit); call it with a network input
-    ``(B, C, H, W)`` to get the batch's :class:`Candidates`.
+    ``(B, C, H, W)`` and the current floors to get the batch's :class:`Candidates` for a
+    ranking of ``k`` per unit: positions only of candidates that can still enter it (the others
+    get ``(0, 0)``, which the merge never keeps).
     """
 
-    def __init__(self, model: nn.Module, layout: Layout):
-        self.model, self.layout = model, layout
+    def __init__(self, model: nn.Module, layout: Layout, k: int):
+        self.model, self.layout, self.k = model, layout, k
         self.logits = "logits" in layout.paths
         self._thread = threading.get_ident()
         self._parts: dict[str, tuple] = {}
+        self._floors: tuple[torch.Tensor, torch.Tensor] | None = None
         self._handles = []
         modules = dict(model.named_modules())
         for path in layout.paths:
@@ -117,11 +146,16 @@ class Reducer:
     def _reduce(self, path: str, tensor: torch.Tensor) -> None:
         acts = tensor.detach()
         acts = acts if acts.dim() == 4 else acts[..., None, None]  # (B, U, H, W)
-        self._parts[path] = (*_extreme(acts, "max"), *_extreme(acts, "min"))
+        span, (floor_top, floor_bottom) = self.layout.slices[path], self._floors
+        top = _extreme(acts, "max", _entering(floor_top[span], self.k, "max"))
+        bottom = _extreme(acts, "min", _entering(floor_bottom[span], self.k, "min"))
+        self._parts[path] = (*top, *bottom)
 
-    def __call__(self, network_input: torch.Tensor) -> Candidates:
-        """The candidates of one batch: every unit's spatial max and min, and where."""
-        self._parts = {}
+    def __call__(
+        self, network_input: torch.Tensor, floor_top: torch.Tensor, floor_bottom: torch.Tensor
+    ) -> Candidates:
+        """Candidates of one batch; floors ``(units,)``: the k-th best kept (or -inf / +inf)."""
+        self._parts, self._floors = {}, (floor_top, floor_bottom)
         logits = None
         with contextlib.suppress(_PassDone):
             logits = self.model(network_input)

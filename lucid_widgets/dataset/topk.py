@@ -56,6 +56,16 @@ class Ranking:
         all_indices = torch.cat([self.indices, indices], 1)
         return Ranking(all_values.gather(1, order), all_indices.gather(1, order), merged)
 
+    def floor(self, k: int, descending: bool) -> torch.Tensor:
+        """``(units,)``: the value a new candidate must reach to enter (the k-th kept, or none).
+
+        A candidate strictly worse than it can never be kept: the k kept ones beat it.
+        """
+        if self.values.shape[1] < k:
+            bound = -torch.inf if descending else torch.inf
+            return torch.full(self.values.shape[:1], bound, device=self.values.device)
+        return self.values[:, k - 1]
+
 
 @dataclass(frozen=True)
 class PassState:
