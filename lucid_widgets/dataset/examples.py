@@ -45,6 +45,7 @@ from lucid_widgets.dataset.reduce import Candidates, Reducer
 from lucid_widgets.dataset.sample import resolve_layers
 from lucid_widgets.dataset.sources import Batch, DatasetSource, iter_batches, open_dataset, prefetch
 from lucid_widgets.dataset.topk import Layout, PassState, start_state, thumbnails
+from lucid_widgets.optvis.fast.folding import folded_network
 from lucid_widgets.optvis.hooks import capture, model_device
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
 from lucid_widgets.optvis.render import StopSignal, should_stop
@@ -55,7 +56,6 @@ __all__ = ["ExamplesResult", "LayerExamples", "dataset_examples"]
 
 _CHECKPOINT_SECONDS = 600.0
 _CPU_BUDGET_BYTES = 512 * 2**20
-_LOCATE_LATER_ON = ("cpu",)  # device types that locate only candidates that can enter
 
 
 def _update(
@@ -103,10 +103,11 @@ def _probe(model: nn.Module, run, pre: Preprocess, batch_size: int | None) -> tu
         acts = run(probe)
         per_image = torch.cuda.max_memory_allocated(device) - baseline
         budget, limit = 0.25 * torch.cuda.mem_get_info(device)[0], 256
-    else:  # no allocator statistics: a multiple of what the hooked layers and input hold
+    else:  # no allocator statistics; the pass keeps no activation, so the forward's working
+        # set is a few maps alive at once: a multiple of the largest hooked map and the input
         acts = run(probe)
-        held = sum(t.numel() * t.element_size() for t in (probe, *acts.values()))
-        per_image, budget, limit = 8 * held, _CPU_BUDGET_BYTES, 64
+        largest = max(t.numel() * t.element_size() for t in (probe, *acts.values()))
+        per_image, budget, limit = 6 * largest, _CPU_BUDGET_BYTES, 64
     size = int(max(1, min(limit, budget // max(per_image, 1))))
     return {path: t.shape for path, t in acts.items()}, 2 ** (size.bit_length() - 1)
 
@@ -215,6 +216,16 @@ def _cache_key(
     )
 
 
+def _folded(model: nn.Module, network: nn.Module, probe: torch.Tensor, paths) -> nn.Module:
+    """``network`` with each conv -> batch norm pair folded (the same values, fewer passes over
+    memory; see :mod:`lucid_widgets.optvis.fast.folding`), when it is a shadow copy (never the
+    user's own model) and the hooked ``paths`` read the same tensors folded; else ``network``."""
+    if network is model:
+        return network
+    folded = folded_network(network, probe)
+    return folded.network if folded is not None and folded.can_read(paths) else network
+
+
 class _Pass:
     """One (possibly resumed) streaming pass: its settings, state and result."""
 
@@ -281,11 +292,14 @@ class _Pass:
         self.state = _update(self.state, found, batch, images, self.k, self.thumb)
 
     def run(self, batch_size: int | None, progress: bool, stop: StopSignal) -> ExamplesResult:
-        """The whole pass, on the model's shadow copy (see :func:`pass_network`): the user may
-        train the model meanwhile."""
+        """The whole pass, on the model's shadow copy (see :func:`pass_network`), with its
+        batch norms folded when that reads the same layers: the user may train the model
+        meanwhile."""
         probe = self.pre(blank_input(self.model, self.pre))  # (1, C, H, W)
-        with pass_network(self.model, probe) as network:
-            return self._run(network, batch_size, progress, stop)
+        with torch.no_grad(), pass_network(self.model, probe) as network:
+            return self._run(
+                _folded(self.model, network, probe, self.paths), batch_size, progress, stop
+            )
 
     def _run(self, network: nn.Module, batch_size, progress, stop) -> ExamplesResult:
         batch_size = self._setup(network, batch_size)
@@ -298,8 +312,7 @@ class _Pass:
         )
         batches = prefetch(self._batches(batch_size))
         try:
-            locate_all = model_device(self.model).type not in _LOCATE_LATER_ON
-            hooked = Reducer(network, self.layout, self.k, locate_all)
+            hooked = Reducer(network, self.layout, self.k)
             with closing(batches), torch.no_grad(), hooked as run:
                 for batch in batches:
                     if should_stop(stop):

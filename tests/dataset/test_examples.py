@@ -25,21 +25,27 @@ from torch import nn
 
 from lucid_widgets.dataset.examples import ExamplesResult, dataset_examples
 from lucid_widgets.dataset.sources import load_image
-from lucid_widgets.optvis.hooks import LayerNotFoundError
+from lucid_widgets.optvis.hooks import LayerNotFoundError, capture
 
 # the module itself: `lucid_widgets.dataset.examples` as an attribute is the function
 de = importlib.import_module("lucid_widgets.dataset.examples")
 
 
-@pytest.mark.parametrize("locate_later", [True, False], ids=["cpu-path", "cuda-path"])
-def test_top_and_bottom_match_brute_force(tmp_path, monkeypatch, locate_later):
-    monkeypatch.setattr(de, "_LOCATE_LATER_ON", ("cpu",) if locate_later else ())
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_top_and_bottom_match_brute_force(tmp_path, layout):
     model, images, k = make_model(), make_images(), 4
+    if layout == "channels_last":  # conv outputs then are channels-last: the other reduction
+        model = model.to(memory_format=torch.channels_last)
+        with torch.no_grad(), capture(model, ["0"]) as run:
+            assert run(model.lucid_preprocess(images[:2]))["0"].is_contiguous(
+                memory_format=torch.channels_last
+            )
+    layers = [*LAYERS, "1"]  # "1": a ReLU, its zeros tie: the first position in row-major order
     result = dataset_examples(
-        model, images, LAYERS, k=k, batch_size=7, cache_dir=tmp_path, progress=False
+        model, images, layers, k=k, batch_size=7, cache_dir=tmp_path, progress=False
     )
     assert result.complete and result.num_images == 40 and not result.skipped
-    for layer in LAYERS:
+    for layer in layers:
         expected = brute_force(model, images, layer, k)
         examples = result[layer]
         for which in ("top", "bottom"):

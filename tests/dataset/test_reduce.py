@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
@@ -11,10 +9,15 @@ from dataset_support import SIZE, brute_force, make_images
 from torch import nn
 
 from lucid_widgets.dataset.examples import dataset_examples
+from lucid_widgets.dataset.reduce import _extreme
 from lucid_widgets.optvis.preprocess import Preprocess
 
-de = importlib.import_module("lucid_widgets.dataset.examples")
-PATHS = pytest.mark.parametrize("locate_later", [True, False], ids=["cpu-path", "cuda-path"])
+LAYOUTS = pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+
+
+def in_layout(model: nn.Module, layout: str) -> nn.Module:
+    """The model whose convolutions output ``layout`` maps (both row reductions get used)."""
+    return model.to(memory_format=torch.channels_last) if layout == "channels_last" else model
 
 
 def assert_matches_brute_force(model, images, layers, k, result):
@@ -28,10 +31,9 @@ def assert_matches_brute_force(model, images, layers, k, result):
             np.testing.assert_array_equal(getattr(examples, f"positions_{which}"), positions)
 
 
-@PATHS
-def test_layers_followed_by_in_place_ops_are_read_before_them(monkeypatch, locate_later):
+@LAYOUTS
+def test_layers_followed_by_in_place_ops_are_read_before_them(layout):
     """The conv's output is changed in place by the ReLU after it and by ``+=`` below."""
-    monkeypatch.setattr(de, "_LOCATE_LATER_ON", ("cpu",) if locate_later else ())
 
     class Residual(nn.Module):
         def __init__(self):
@@ -46,7 +48,7 @@ def test_layers_followed_by_in_place_ops_are_read_before_them(monkeypatch, locat
             return self.head(self.relu(y))
 
     torch.manual_seed(3)
-    model = Residual().eval()
+    model = in_layout(Residual().eval(), layout)
     model.lucid_preprocess = Preprocess(input_size=(SIZE, SIZE))
     images, layers = make_images(33, seed=4), ["conv", "head"]
     result = dataset_examples(
@@ -55,14 +57,14 @@ def test_layers_followed_by_in_place_ops_are_read_before_them(monkeypatch, locat
     assert_matches_brute_force(model, images, layers, 5, result)
 
 
-@PATHS
-def test_ties_and_constant_maps_go_to_the_earlier_image(monkeypatch, locate_later):
+@LAYOUTS
+def test_ties_and_constant_maps_go_to_the_earlier_image(layout):
     """Repeated images (equal values in and across batches) and a unit that is constant."""
-    monkeypatch.setattr(de, "_LOCATE_LATER_ON", ("cpu",) if locate_later else ())
     torch.manual_seed(5)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
     with torch.no_grad():
         model[0].weight[1] = 0  # unit 1 of layer "0": its bias everywhere, every image
+    model = in_layout(model, layout)
     model.lucid_preprocess = Preprocess(input_size=(SIZE, SIZE))
     images = make_images(6, seed=6).repeat(4, 1, 1, 1)  # 24 images, each value 4 times
     for batch_size in (1, 5, 24):
@@ -71,6 +73,24 @@ def test_ties_and_constant_maps_go_to_the_earlier_image(monkeypatch, locate_late
         )
         assert_matches_brute_force(model, images, ["0", "2"], 7, result)
     assert result["0"].indices_top[1].tolist() == list(range(7))  # the constant unit
+    assert result["0"].positions_top[1].tolist() == [[0, 0]] * 7  # its first position
+
+
+@LAYOUTS
+def test_extreme_is_the_first_in_row_major_order(layout):
+    """Maps with their max / min repeated over rows and columns, and a NaN: as flat argmax."""
+    acts = torch.randn(3, 5, 6, 7)
+    acts[0, 0] = 1.0  # constant map
+    acts[1, 2, [1, 4], :] = 9.0  # the max in two whole rows
+    acts[1, 3, 2, [0, 5]] = -9.0  # the min twice in one row
+    acts[2, 4, 3, 1] = float("nan")
+    if layout == "channels_last":
+        acts = acts.contiguous(memory_format=torch.channels_last)
+    flat = acts.flatten(2)
+    for find, reduce, arg in (("max", torch.amax, torch.argmax), ("min", torch.amin, torch.argmin)):
+        values, where = _extreme(acts, find)
+        torch.testing.assert_close(values, reduce(flat, 2), equal_nan=True)
+        assert torch.equal(where, arg(flat, 2))
 
 
 def test_nan_activations_rank_last():
