@@ -27,7 +27,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def side_by_side(budget: int, seed: int, columns: int) -> Path:
+def side_by_side(budget: int, seed: int, columns: int, centre: bool = False) -> Path:
     rows = []
     for method in ("lucent", "ours", "maco"):
         saved = RESULTS / f"fidelity_{method}_{seed}.npz"
@@ -35,6 +35,9 @@ def side_by_side(budget: int, seed: int, columns: int) -> Path:
             print(f"no {saved.name}: row skipped")
             continue
         images = np.load(saved)[f"b{budget}"][:columns]
+        if centre and method == "maco":  # the canvas's centre at the scale it was optimized at
+            side = images.shape[1] // 2
+            images = images[:, side // 2 : side // 2 + side, side // 2 : side // 2 + side]
         if images.shape[1] != 128:  # MACO's canvas is larger: same size in the picture
             tensor = torch.as_tensor(images).permute(0, 3, 1, 2).float()
             tensor = torch.nn.functional.interpolate(tensor, size=128, mode="area")
@@ -73,10 +76,11 @@ def main() -> int:
     parser.add_argument("--columns", type=int, default=6)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--only", choices=("side", "maco"), default=None)
+    parser.add_argument("--maco-centre", action="store_true", help="MACO row: canvas centre")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.only != "maco":
-        print(side_by_side(args.budget, args.seed, args.columns))
+        print(side_by_side(args.budget, args.seed, args.columns, args.maco_centre))
     if args.only != "side":
         print(transparency((291, 817, 950), args.budget, args.size))
     return 0
