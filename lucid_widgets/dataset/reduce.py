@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -57,20 +58,18 @@ def _rows(acts: torch.Tensor, find: str) -> torch.Tensor:
 
 
 def _extreme(
-    acts: torch.Tensor, find: str, open_: torch.Tensor | None = None
+    acts: torch.Tensor, find: str, entering: Callable[[torch.Tensor], torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(B, U, H, W)`` -> the spatial max (or min) ``(B, U)`` and its flat index ``y * W + x``.
 
     Ties go to the first position in row-major order; a NaN anywhere is the result (as
-    ``amax``), at the first NaN's position. With ``open_`` ``(B, U)`` (a function of the values,
-    see :func:`_entering`), only those candidates are located; the others get index 0.
+    ``amax``), at the first NaN's position. With ``entering`` (values ``(B, U)`` -> a mask, see
+    :func:`_entering`), only the masked candidates are located; the others get index 0.
     """
     rows = _rows(acts, find)  # (B, U, H)
     value, row = rows.max(2) if find == "max" else rows.min(2)  # (B, U)
-    if open_ is None:
-        open_ = torch.ones(value.shape, dtype=torch.bool, device=value.device)
-    open_ = open_(value) if callable(open_) else open_
-    images, units = open_.nonzero(as_tuple=True)  # (S,) each
+    located = torch.ones_like(value, dtype=torch.bool) if entering is None else entering(value)
+    images, units = located.nonzero(as_tuple=True)  # (S,) each
     where = torch.zeros(value.shape, dtype=torch.long, device=value.device)
     if len(images):
         rows_at = row[images, units]  # (S,)
