@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -170,7 +171,26 @@ def shutdown_workers() -> int:
         return 0
     for actor in pool.actors:
         ray.kill(actor, no_restart=True)
+    _await_exit(ray, pool.actors)
     return len(pool.actors)
+
+
+def _await_exit(ray, actors: list, timeout: float = 30.0) -> None:
+    """Return once every killed actor answers calls with its death: ``ray.kill`` only asks
+    the cluster, and a call sent at once could still run on the dying actor."""
+    deadline = time.monotonic() + timeout
+    waiting = list(actors)
+    while waiting and time.monotonic() < deadline:
+        alive = []
+        for actor in waiting:
+            try:
+                ray.get(actor.pid.options(max_task_retries=0).remote(), timeout=timeout)
+                alive.append(actor)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                pass
+        if alive:
+            time.sleep(0.05)
+        waiting = alive
 
 
 def worker_pids() -> list[int]:
