@@ -216,6 +216,15 @@ def _cache_key(
     )
 
 
+def _pass_layout(network_input: torch.Tensor) -> torch.Tensor:
+    """The batch in channels-last memory on a CPU: its convolutions run ~1.3x faster there (and
+    a ``(B, H, W, C)`` image loader's batch is already laid out so), and the maps they write are
+    reduced along contiguous memory (see :mod:`lucid_widgets.dataset.reduce`).  # (B, C, H, W)"""
+    if network_input.device.type != "cpu" or network_input.dim() != 4:
+        return network_input
+    return network_input.contiguous(memory_format=torch.channels_last)
+
+
 def _folded(model: nn.Module, network: nn.Module, probe: torch.Tensor, paths) -> nn.Module:
     """``network`` with each conv -> batch norm pair folded (the same values, fewer passes over
     memory; see :mod:`lucid_widgets.optvis.fast.folding`), when it is a shadow copy (never the
@@ -288,7 +297,7 @@ class _Pass:
         images = batch.images.to(model_device(self.model), non_blocking=True)
         images = images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
         floors = self.state.top.floor(self.k, True), self.state.bottom.floor(self.k, False)
-        found = run(self.pre(images), *floors)
+        found = run(_pass_layout(self.pre(images)), *floors)
         self.state = _update(self.state, found, batch, images, self.k, self.thumb)
 
     def run(self, batch_size: int | None, progress: bool, stop: StopSignal) -> ExamplesResult:
