@@ -38,3 +38,16 @@ def test_visualization_drives_its_channel_far_above_noise(model):
         _channel_mean(model, noise, layer, unit), _channel_mean(model, grey, layer, unit)
     )
     assert rendered_value > 3 * max(baseline, 0.1), (rendered_value, baseline)
+
+
+def test_the_default_maco_visualization_drives_its_channel_too(model):
+    layer, unit = "block5", 7
+    images = lw.render_vis(model, f"{layer}:{unit}", thresholds=(48,), seed=0, progress=False)
+    rendered = torch.from_numpy(images[-1]).permute(0, 3, 1, 2)  # (1, 3, 128, 128), resized
+    assert rendered.shape == (1, 3, 128, 128)
+    grey = torch.full((1, 3, 128, 128), 0.5)
+    noise = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    baseline = max(
+        _channel_mean(model, noise, layer, unit), _channel_mean(model, grey, layer, unit)
+    )
+    assert _channel_mean(model, rendered, layer, unit) > 3 * max(baseline, 0.1)

@@ -39,9 +39,9 @@ from lucid_widgets.optvis.hooks import (
     resolve_layer,
 )
 from lucid_widgets.optvis.objective_base import Activations, Objective, as_objective
-from lucid_widgets.optvis.param import image as default_image
 from lucid_widgets.optvis.param import seeded
 from lucid_widgets.optvis.preprocess import Preprocess, resolve
+from lucid_widgets.optvis.recipes import render_options
 from lucid_widgets.optvis.redirected_relu import redirected_relu
 from lucid_widgets.optvis.shadow import checked_shadow, eval_mode, user_hook_paths
 
@@ -74,7 +74,8 @@ class Step:
     loss
         The minimized value, ``-objective``.
     image
-        The image this step evaluated, ``(B, C, H, W)`` in ``[0, 1]``, detached.
+        The image this step evaluated, ``(B, C, H, W)`` in ``[0, 1]``, detached (for MACO the
+        whole canvas; :meth:`Optimization.image` gives the picture at the requested size).
     objective
         The name of the objective in force at this step.
     """
@@ -85,8 +86,7 @@ class Step:
     objective: str
 
 
-def _default_param() -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
-    return default_image(128)
+DEFAULT_SIZE = 128  # side of the image a render without a param_f makes
 
 
 def _check_objective_layers(model: nn.Module, objective: Objective) -> None:
@@ -121,11 +121,14 @@ class Optimization:
         An :class:`~lucid_widgets.optvis.objectives.Objective`, a ``"layer:unit"`` string or a
         callable.
     param_f
-        Zero-argument callable returning ``(params, image_f)``; default ``param.image(128)``.
+        Zero-argument callable returning ``(params, image_f)``; default: the ``recipe``'s image
+        of 128 px (MACO's, see :mod:`lucid_widgets.optvis.recipes`).
     optimizer
-        ``optimizer(params) -> torch.optim.Optimizer``; default Adam with lr 0.05 (Lucid).
+        ``optimizer(params) -> torch.optim.Optimizer``; default the recipe's (MACO: NAdam at
+        1.0; Lucid: Adam at 0.05).
     transforms
-        A list of transforms (default ``transforms.standard_transforms``), ``[]`` for none.
+        A list of transforms, ``[]`` for none; default the recipe's (MACO: its crops of the
+        canvas; Lucid: ``transforms.standard_transforms``).
     seed
         Seeds the parameter initialisation (drawn through :func:`lucid_widgets.optvis.param.randn`)
         and every random transform: same seed, same pixels. Torch's global random state is not
@@ -134,7 +137,14 @@ class Optimization:
         Overrides the model's preprocessing (see :mod:`lucid_widgets.optvis.preprocess`);
         ``False`` feeds the image as is.
     redirected_relu_steps
-        Steps during which ReLUs pass Lucid's redirected gradient (0 turns it off).
+        Steps during which ReLUs pass Lucid's redirected gradient (0 turns it off); default the
+        recipe's (MACO: 0; Lucid: 16).
+    recipe
+        ``None`` (default): MACO's recipe when no ``param_f`` is given, Lucid's defaults for
+        whatever is not given when one is (a Lucid image never gets MACO's crops).
+        ``"lucid"``: the classic Lucid defaults (``param.image(128)``, standard transforms, Adam
+        0.05, 16 redirected-ReLU steps). ``"maco"``: MACO's (no ``param_f`` then). Arguments
+        given always win.
     channels_last
         Feed the network channels-last tensors (default: on CPU). A model that cannot take
         them (a ``.view`` on a feature map) is detected at the first step and fed contiguous
@@ -155,9 +165,10 @@ class Optimization:
         transforms: Sequence[Callable] | Callable | None = None,
         seed: int | None = None,
         preprocess: Preprocess | bool | None = None,
-        redirected_relu_steps: int = 16,
+        redirected_relu_steps: int | None = None,
         channels_last: bool | None = None,
         fold_batchnorm: bool = True,
+        recipe: str | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -174,8 +185,13 @@ class Optimization:
         self.preprocess = resolve(model, preprocess)
         self.labels = getattr(model, "lucid_labels", None)
         self.objective = objective
-        self.transforms = transforms
-        self.redirected_relu_steps = int(redirected_relu_steps)
+        chosen = render_options(
+            recipe, DEFAULT_SIZE, self.preprocess.channels, param_f=param_f,
+            transforms=transforms, optimizer=optimizer,
+            redirected_relu_steps=redirected_relu_steps,
+        )  # fmt: skip
+        self.transforms = chosen["transforms"]
+        self.redirected_relu_steps = int(chosen["redirected_relu_steps"])
         # oneDNN's channels-last convolutions are much faster on CPU; the math is the same
         self.channels_last = self.device.type == "cpu" if channels_last is None else channels_last
         if self.device.type == "cpu":
@@ -185,8 +201,8 @@ class Optimization:
             self.generator.seed()
         else:
             self.generator.manual_seed(seed)
-        self.params, self._image_f = self._init_params(param_f or _default_param, seed)
-        self.optimizer = (optimizer or (lambda p: torch.optim.Adam(p, lr=0.05)))(self.params)
+        self.params, self._image_f = self._init_params(chosen["param_f"], seed)
+        self.optimizer = chosen["optimizer"](self.params)
         self.step_count = 0
         self.closed = False
         self._eval: contextlib.ExitStack = contextlib.ExitStack()
@@ -250,9 +266,11 @@ class Optimization:
         return self._network_for_objective[1]
 
     def image(self) -> torch.Tensor:
-        """The current image, ``(B, C, H, W)`` in ``[0, 1]``, detached."""
+        """The current image, ``(B, C, H, W)`` in ``[0, 1]``, detached: ``image_f()``, or
+        ``image_f.picture()`` when it has one (MACO's canvas resized to its ``output_size``)."""
+        picture = getattr(self._image_f, "picture", None)
         with torch.no_grad():
-            return self._image_f().detach()
+            return picture() if callable(picture) else self._image_f().detach()
 
     def _network_input(self, image: torch.Tensor) -> torch.Tensor:
         network_input = self._transform(image, self.generator)
@@ -410,17 +428,19 @@ def render_vis(
     progress: bool = True,
     preprocess: Preprocess | bool | None = None,
     callback: Callable[[Step], object] | None = None,
-    redirected_relu_steps: int = 16,
+    redirected_relu_steps: int | None = None,
     stop: StopSignal = None,
     fold_batchnorm: bool = True,
+    recipe: str | None = None,
 ) -> list[np.ndarray]:
     """Render a feature visualization; return one ``(B, H, W, C)`` array per threshold.
 
     Parameters
     ----------
     model, objective, param_f, optimizer, transforms, seed, preprocess, redirected_relu_steps
-    fold_batchnorm
-        As :class:`Optimization`.
+    fold_batchnorm, recipe
+        As :class:`Optimization`: without a ``param_f``, MACO's recipe at 128 px (the whole 256
+        px canvas, resized down, is returned); ``recipe="lucid"`` for the classic defaults.
     thresholds
         Step counts at which to record the image (Lucid's default ``(512,)``).
     progress
@@ -444,7 +464,7 @@ def render_vis(
     options = dict(
         param_f=param_f, optimizer=optimizer, transforms=transforms, seed=seed,
         preprocess=preprocess, redirected_relu_steps=redirected_relu_steps,
-        fold_batchnorm=fold_batchnorm,
+        fold_batchnorm=fold_batchnorm, recipe=recipe,
     )  # fmt: skip
     images: list[np.ndarray] = []
     with Optimization(model, objective, **options) as run:

@@ -20,8 +20,8 @@ from lucid_widgets.optvis.activations import check_units, unit_count
 from lucid_widgets.optvis.arrays import to_numpy
 from lucid_widgets.optvis.hooks import capture, model_device, model_dtype, resolve_layer
 from lucid_widgets.optvis.objective_base import Activations, Objective
-from lucid_widgets.optvis.param import image as image_param
 from lucid_widgets.optvis.preprocess import resolve
+from lucid_widgets.optvis.recipes import choose, make_recipe
 from lucid_widgets.optvis.render import (
     Optimization,
     StopSignal,
@@ -98,14 +98,21 @@ def iter_units(
     stop: StopSignal = None,
     micro_batch: int | None = None,
     workers: int | None = None,
+    recipe: str | None = None,
     **kwargs,
 ) -> Iterator[tuple[list[int], np.ndarray]]:
     """Yield ``(units, images)`` as each batch of units finishes rendering.
 
     ``images`` is ``(len(units), size, size, C)`` in ``[0, 1]``. ``param_f(batch)`` builds the
-    parameterization for a batch (default ``param.image(size, batch=batch)``); the remaining
-    keyword arguments go to :class:`~lucid_widgets.optvis.render.Optimization` (seed, transforms,
-    optimizer, preprocess, redirected_relu_steps). ``stop`` ends the stream between steps.
+    parameterization for a batch; the remaining keyword arguments go to
+    :class:`~lucid_widgets.optvis.render.Optimization` (seed, transforms, optimizer, preprocess,
+    redirected_relu_steps). ``stop`` ends the stream between steps.
+
+    ``recipe`` as in :class:`~lucid_widgets.optvis.render.Optimization`: without a ``param_f``,
+    MACO's recipe at ``size`` (a ``2 * size`` canvas per unit, its crops resized to ``size``, NAdam
+    1.0; the canvas is returned resized down to ``size``); with one, Lucid's defaults for what is
+    not given; ``recipe="lucid"`` for the classic defaults (``param.image(size)``, standard
+    transforms, Adam 0.05).
 
     ``micro_batch`` is how many units one optimization holds (default: ``batch_size`` on a GPU,
     4 on a CPU, where a batch of 16 costs more per image than a batch of 4: its activations
@@ -124,7 +131,7 @@ def iter_units(
     if not units:
         return
     units = check_units(layer, layer_units(model, layer, size), units)  # all before any step
-    make = param_f or (lambda batch: image_param(size, batch=batch))
+    make, kwargs = _recipe_parts(model, size, recipe, param_f, kwargs)
     cpu = model_device(model).type == "cpu"
     if micro_batch is None:
         micro_batch = 4 if cpu else batch_size
@@ -141,6 +148,21 @@ def iter_units(
         if images is None:
             return
         yield chunk, np.concatenate(images)
+
+
+def _recipe_parts(model, size, recipe, param_f, options: dict) -> tuple[Callable, dict]:
+    """``(make(batch) -> (params, image_f), options)`` with the recipe's parts for what the
+    caller did not give (see :func:`~lucid_widgets.optvis.recipes.choose`)."""
+    name = choose(recipe, param_f)
+    channels = resolve(model, options.get("preprocess")).channels
+    base = make_recipe(name, size, 1, channels).options()
+    options = dict(options)
+    for key in ("transforms", "optimizer", "redirected_relu_steps"):
+        if options.get(key) is None:
+            options[key] = base[key]
+    if param_f is not None:
+        return param_f, options
+    return (lambda batch: make_recipe(name, size, batch, channels).param_f()), options
 
 
 def _render_parts(render: Callable, parts: list, stop, options: dict, workers: int | None):
