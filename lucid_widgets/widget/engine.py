@@ -7,6 +7,7 @@ are validated into :class:`PreviewConfig` / :class:`GridConfig`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -77,7 +78,8 @@ class _Config:
 class PreviewConfig(_Config):
     """Settings of the live preview run (the unit detail panel).
 
-    ``param`` is ``"fft"`` or ``"pixel"`` (Lucid's image, Adam) or ``"maco"`` (MACO's recipe, see
+    ``param`` is ``"maco"`` (the default) or ``"fft"`` / ``"pixel"`` (Lucid's image, Adam at
+    0.05, the classic defaults). ``"maco"`` is MACO's recipe (see
     :mod:`lucid_widgets.optvis.recipes`: a canvas twice ``size``, its crops, NAdam; the frames
     show the canvas resized to ``size``, and with ``alpha`` its transparency map as alpha;
     ``decorrelate`` does not apply). ``lr`` is the learning rate of the run's optimizer.
@@ -85,9 +87,9 @@ class PreviewConfig(_Config):
 
     steps: int = 512
     size: int = 128
-    lr: float = 0.05
+    lr: float = 1.0  # DEFAULT_LR[param]
     seed: int = 0
-    param: str = "fft"
+    param: str = "maco"
     decorrelate: bool = True
     alpha: bool = False
     transforms: bool = True
@@ -121,11 +123,12 @@ class PreviewConfig(_Config):
 
 @dataclass(frozen=True)
 class GridConfig(_Config):
-    """Settings of the unit grid's thumbnails (part of the thumbnail cache key)."""
+    """Settings of the unit grid's thumbnails (part of the thumbnail cache key); ``param`` as
+    in :class:`PreviewConfig` (MACO by default, with its own NAdam at 1.0)."""
 
     size: int = 96
     steps: int = 128
-    param: str = "fft"
+    param: str = "maco"
     decorrelate: bool = True
     transforms: bool = True
     batch_size: int = 16
@@ -159,10 +162,15 @@ def _channels(model: nn.Module) -> int:
 
 
 def _recipe(config: PreviewConfig | GridConfig, batch: int, alpha: bool, channels: int, lr=None):
-    """The engine recipe of ``config.param`` (``lr`` None: the recipe's own)."""
+    """The engine recipe of ``config.param`` (``lr`` None: the recipe's own). MACO is made for
+    RGB: a model of other channel counts gets Lucid's Fourier image (and Adam) instead."""
     from lucid_widgets.optvis import recipes
 
     options = {} if lr is None else {"lr": lr}
+    if config.param == "maco" and channels != 3:
+        config = dataclasses.replace(config, param="fft")
+        if lr == DEFAULT_LR["maco"]:  # MACO's default lr is not one for Adam
+            options["lr"] = DEFAULT_LR["fft"]
     if config.param == "maco":
         return recipes.maco_recipe(config.size, batch, channels=channels, **options)
     return recipes.lucid_recipe(

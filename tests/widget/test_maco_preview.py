@@ -59,7 +59,7 @@ def test_maco_without_alpha_sends_the_resized_canvas_as_jpeg(tiny_net, close_wid
 
 
 def test_choosing_maco_brings_its_learning_rate_and_keeps_a_chosen_one():
-    config = PreviewConfig()
+    config = PreviewConfig(param="fft", lr=0.05)
     assert config.merged({"param": "maco"}).lr == widget_engine.DEFAULT_LR["maco"] == 1.0
     assert config.merged({"param": "maco"}).merged({"param": "fft"}).lr == 0.05
     assert config.merged({**config.to_dict(), "param": "maco"}).lr == 1.0  # as the UI sends it
@@ -137,3 +137,18 @@ def test_microscope_grid_renders_with_maco(tiny_net, close_widgets):
 def test_maco_needs_rgb():
     with pytest.raises(ValueError, match="MACO renders RGB images, but the model takes 1-channel"):
         maco_recipe(SIZE, channels=1)
+
+
+def test_maco_is_the_default_and_other_channel_counts_get_the_fourier_image():
+    from tiny_models import TinyNet
+
+    assert (PreviewConfig().param, PreviewConfig().lr, GridConfig().param) == ("maco", 1.0, "maco")
+    grey = TinyNet(in_channels=1)
+    batch = widget_engine.make_grid_batch(grey, "late", [0, 1], "channel", GridConfig(size=SIZE))
+    try:
+        assert not isinstance(batch.image_param[1], MacoImage)
+        assert isinstance(batch.optimizer, torch.optim.Adam)
+        batch.step()
+        assert batch.image().shape == (2, 1, SIZE, SIZE)
+    finally:
+        batch.close()

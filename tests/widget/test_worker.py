@@ -163,7 +163,7 @@ def test_bad_settings_are_rejected_with_a_message(fake_engine, tiny_net, close_w
     close_widgets.append(widget)
     with pytest.raises(ValueError, match="param.*fft"):
         widget.settings = {**widget.settings, "param": "cppn"}
-    assert widget.settings["param"] == "fft"
+    assert widget.settings["param"] == "maco"  # the default, kept
     with pytest.raises(ValueError, match="valid settings"):
         LivePreview(tiny_net, "late:1", settings={"stpes": 3})
 
