@@ -43,6 +43,7 @@ from lucid_widgets.atlas.store import (
 from lucid_widgets.atlas.tasks import TaskOutput, TaskRunner
 from lucid_widgets.dataset.keys import dataset_fingerprint, model_digest
 from lucid_widgets.dataset.sources import open_dataset
+from lucid_widgets.optvis.recipes import RECIPES
 from lucid_widgets.optvis.render import StopSignal, should_stop
 
 __all__ = ["build", "open_atlas"]
@@ -183,6 +184,7 @@ def build(
     callback: Callback = None,
     workers: int | None = None,
     shard_size: int = DEFAULT_SHARD,
+    recipe: str = "maco",
 ) -> Atlas:
     """Precompute an atlas of ``model`` into ``folder``, or resume one where it stopped.
 
@@ -217,6 +219,10 @@ def build(
         Ray executor: number of actors (default: one per CPU, or per GPU of the cluster).
     shard_size
         Images per dataset task (a setting: the shards are part of the store).
+    recipe
+        How the pictures are rendered (:mod:`lucid_widgets.optvis.recipes`): ``"maco"`` (the
+        default) or ``"lucid"`` (the classic Lucid defaults; atlases stored before recipes
+        existed are ``"lucid"``). A setting: it must match the stored one to resume.
 
     Returns
     -------
@@ -235,6 +241,8 @@ def build(
     if variant is not None:
         folder = folder / "variants" / slug(variant)
     views = check_views(views)
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}.")
     source = None if dataset is None else open_dataset(dataset)
     fingerprint = None
     if source is not None:
@@ -252,6 +260,7 @@ def build(
         k=int(k),
         dataset=fingerprint,
         shard_size=int(shard_size),
+        recipe=recipe,
     )
     plans = plan_layers(model, layers, units)
     tasks = plan_tasks(plans, views, settings, connections, source and source.length)

@@ -45,6 +45,10 @@ def add_parser(commands, add_model_arguments: Callable[[argparse.ArgumentParser]
     build.add_argument("--steps", type=int, default=256, help="optimizer steps")
     build.add_argument("--batch-size", type=int, help="units per optimization (default 16)")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--recipe", choices=["maco", "lucid"], default="maco",
+        help="how pictures are rendered: maco (default) or lucid (the classic Lucid defaults)",
+    )  # fmt: skip
     build.add_argument("--executor", choices=["local", "ray"], default="local")
     build.add_argument("--address", help="Ray address: auto or ray://host:10001")
     build.add_argument("--variant", help="store other settings as this named variant")
@@ -121,6 +125,7 @@ def run(args: argparse.Namespace, load_model: Callable) -> int:
         executor=args.executor,
         address=args.address,
         variant=args.variant,
+        recipe=args.recipe,
     )
     print(atlas)
     return 0 if not atlas.missing() else 1

@@ -60,13 +60,16 @@ class Settings:
     diversity_images: int = DIVERSITY_IMAGES
     diversity_weight: float = DIVERSITY_WEIGHT
     connections_k: int = CONNECTIONS_K
+    recipe: str = "maco"  # optvis.recipes: "maco" or "lucid"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def differences(self, other: Mapping) -> list[str]:
-        """``"steps: 256 (stored) != 128 (asked)"`` for every setting that differs."""
+        """``"steps: 256 (stored) != 128 (asked)"`` for every setting that differs (a store
+        without a ``recipe`` was built with Lucid's, the only one then)."""
         mine = self.to_dict()
+        other = {"recipe": "lucid", **other}
         return [
             f"{name}: {other.get(name)!r} (stored) != {value!r} (asked)"
             for name, value in mine.items()

@@ -8,7 +8,6 @@ task's outputs appear whole or not at all, and workers need no access to the atl
 
 from __future__ import annotations
 
-import functools
 import io
 import itertools
 import json
@@ -28,7 +27,8 @@ from lucid_widgets.dataset.examples import dataset_examples
 from lucid_widgets.dataset.sources import DatasetSource, open_dataset
 from lucid_widgets.optvis.hooks import model_device
 from lucid_widgets.optvis.objectives import diversity
-from lucid_widgets.optvis.param import image as image_param
+from lucid_widgets.optvis.preprocess import resolve
+from lucid_widgets.optvis.recipes import make_recipe
 from lucid_widgets.optvis.render import Optimization, StopSignal, should_stop, to_numpy
 from lucid_widgets.optvis.units import iter_units, unit_batch_objective
 
@@ -197,6 +197,7 @@ class TaskRunner:
                 seed=seed,
                 stop=stop,
                 micro_batch=self.micro_batch,
+                recipe=settings.recipe,
             )
             images = next(stream, (None, None))[1]  # (U, H, W, 3): one batch
         if images is None or should_stop(stop):
@@ -216,10 +217,9 @@ class TaskRunner:
             objective = unit_batch_objective(path, [unit] * count) - settings.diversity_weight * (
                 diversity(path)
             )
-            param_f = functools.partial(image_param, settings.size, batch=count)
-            with Optimization(
-                self.model, objective, param_f=param_f, seed=settings.seed + unit
-            ) as run:
+            channels = resolve(self.model).channels
+            options = make_recipe(settings.recipe, settings.size, count, channels).options()
+            with Optimization(self.model, objective, seed=settings.seed + unit, **options) as run:
                 for _ in range(settings.steps):
                     if should_stop(stop):
                         return None

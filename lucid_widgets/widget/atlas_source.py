@@ -71,18 +71,20 @@ class AtlasSource:
         self.unit_source = ""  # the open unit's picture: "atlas" (stored) or "live"
 
     # ---- settings and names -----------------------------------------------------------------
-    def grid_settings(self) -> dict[str, int]:
-        """The grid settings that reproduce the atlas's pictures (size, steps, batch, seed)."""
+    def grid_settings(self) -> dict[str, Any]:
+        """The grid settings that reproduce the atlas's pictures (size, steps, batch, seed,
+        param: ``"maco"`` for a MACO atlas, ``"fft"`` for a Lucid one)."""
         settings = self.atlas.settings
-        return {name: int(settings[name]) for name in ("size", "steps", "batch_size", "seed")}
+        grid: dict[str, Any] = {
+            name: int(settings[name]) for name in ("size", "steps", "batch_size", "seed")
+        }
+        grid["param"] = "maco" if settings.get("recipe", "lucid") == "maco" else "fft"
+        return grid
 
     def matches(self, config: GridConfig) -> bool:
         """Whether thumbnails rendered with ``config`` are the atlas's kind of picture."""
-        default = GridConfig()
-        same = (config.param, config.decorrelate, config.transforms) == (
-            default.param, default.decorrelate, default.transforms,
-        )  # fmt: skip
         wanted = self.grid_settings()
+        same = config.param == wanted["param"] and config.decorrelate and config.transforms
         return same and all(getattr(config, name) == wanted[name] for name in ("size", "steps"))
 
     def layer(self, row: dict) -> str | None:

@@ -189,3 +189,26 @@ def test_bad_arguments_say_what_is_valid(tiny_net, tmp_path, fast):
         lw_atlas.build(tiny_net, tmp_path, executor="dask", **fast)
     with pytest.raises(lw_atlas.AtlasError, match="is not an atlas"):
         lw_atlas.open(tmp_path / "nothing")
+
+
+def test_the_recipe_is_a_setting_and_old_stores_are_lucids(tiny_net, tmp_path, fast):
+    from lucid_widgets.atlas.plan import Settings
+
+    store = lw_atlas.build(
+        tiny_net, tmp_path, layers=["late"], units=range(4), connections=False,
+        recipe="lucid", seed=1, **fast,
+    )  # fmt: skip
+    assert store.settings["recipe"] == "lucid"
+    expected = render_units(
+        tiny_net, "late", units=range(4), size=24, steps=2, batch_size=4, seed=1,
+        progress=False, recipe="lucid",
+    )  # fmt: skip
+    got = np.stack([store.image("late", unit) for unit in range(4)])
+    np.testing.assert_array_equal(got, _uint8(expected))
+    with pytest.raises(lw_atlas.AtlasSettingsError, match="recipe: 'lucid' .stored. != 'maco'"):
+        lw_atlas.build(tiny_net, tmp_path, layers=["late"], units=range(4), seed=1, **fast)
+    before_recipes = {k: v for k, v in Settings(recipe="lucid").to_dict().items() if k != "recipe"}
+    assert Settings(recipe="lucid").differences(before_recipes) == []
+    assert Settings().differences(before_recipes) == ["recipe: 'lucid' (stored) != 'maco' (asked)"]
+    with pytest.raises(ValueError, match=r"recipe must be one of \('maco', 'lucid'\)"):
+        lw_atlas.build(tiny_net, tmp_path / "other", recipe="cppn", **fast)

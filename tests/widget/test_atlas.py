@@ -217,3 +217,21 @@ def test_stored_connections_and_live_ones_share_one_trait_and_navigate_alike(
     assert set(live) == set(info) and set(live["inputs"]) >= {"layer", "method", "items"}
     assert widget.connections.source == "live"
     assert widget.layer_name(widget.connections.inputs.source) == "relu1"
+
+
+def test_a_lucid_atlas_opens_with_lucids_grid_and_its_stored_pictures(
+    tmp_path, recording_comm, close_widgets, monkeypatch
+):
+    model = TinyNet()
+    lw_atlas.build(
+        model, tmp_path, layers=["early"], units=STORED, views=("channel",), connections=False,
+        size=24, steps=2, batch_size=4, progress=False, recipe="lucid",
+    )  # fmt: skip
+    batches = []
+    monkeypatch.setattr(widget_engine, "make_grid_batch", lambda *a, **k: batches.append(a))
+    widget = Microscope(model, atlas=tmp_path, layer="relu1", page_size=4)
+    close_widgets.append(widget)
+    assert widget.wait(TIMEOUT)
+    assert widget.grid_settings["param"] == "fft"  # the atlas's kind of picture, not MACO
+    assert widget.grid_thumbnails() == stored_bytes(tmp_path, "early", STORED)
+    assert batches == []
