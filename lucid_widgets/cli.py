@@ -4,6 +4,10 @@ Examples
 --------
 ``lucid-widgets render efficientnet_lite0 block5:12 -o unit.png``
 ``lucid-widgets units efficientnet_lite0 block3 --units 0-15 -o grid.png``
+``lucid-widgets units efficientnet_lite0 block3 --recipe lucid -o grid.png`` (classic Lucid)
+
+Renders use MACO's recipe (``lucid_widgets.optvis.recipes``) unless ``--recipe lucid`` or a flag
+of Lucid's image (``--pixel``, ``--no-decorrelate``, ``--alpha``) is given.
 ``lucid-widgets layers efficientnet_lite0``
 """
 
@@ -17,7 +21,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
 from torch import nn
 
 __all__ = ["main"]
@@ -89,21 +92,42 @@ def _check_output(text: str) -> Path:
     return path
 
 
-def _render_options(args: argparse.Namespace) -> dict:
-    from lucid_widgets.optvis import param, transforms
+_LUCID_FLAGS = (("pixel", "--pixel"), ("no_decorrelate", "--no-decorrelate"), ("alpha", "--alpha"))
 
-    def param_f():
-        return param.image(
-            args.size, batch=args.batch, fft=not args.pixel,
-            decorrelate=not args.no_decorrelate, alpha=args.alpha,
-        )  # fmt: skip
 
-    return dict(
-        param_f=param_f,
-        optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
-        transforms=[] if args.no_transforms else transforms.standard_transforms,
-        seed=args.seed,
-    )
+def _recipe_name(args: argparse.Namespace) -> str:
+    """``--recipe``, else ``"lucid"`` when a flag of Lucid's image is given, else ``"maco"``."""
+    flags = [flag for name, flag in _LUCID_FLAGS if getattr(args, name)]
+    if args.recipe == "maco" and flags:
+        raise ValueError(
+            f"{', '.join(flags)} shape Lucid's image; MACO has its own: drop them or use "
+            "--recipe lucid"
+        )
+    return args.recipe or ("lucid" if flags else "maco")
+
+
+def _recipe(args: argparse.Namespace, name: str, batch: int, channels: int):
+    from lucid_widgets.optvis import recipes
+
+    lr = {} if args.lr is None else {"lr": args.lr}
+    if name == "maco":
+        return recipes.maco_recipe(args.size, batch, channels=channels, **lr)
+    return recipes.lucid_recipe(
+        args.size, batch, fft=not args.pixel, decorrelate=not args.no_decorrelate,
+        alpha=args.alpha, channels=channels, **lr,
+    )  # fmt: skip
+
+
+def _render_options(args: argparse.Namespace, channels: int) -> dict:
+    """Optimization options of ``render`` / ``units``; ``param_f(batch)`` for ``units``."""
+    name = _recipe_name(args)
+    first = _recipe(args, name, getattr(args, "batch", 1), channels)
+    options = {**first.options(), "seed": args.seed}
+    if args.no_transforms:
+        options["transforms"] = []
+    if args.command == "units":
+        options["param_f"] = lambda batch: _recipe(args, name, batch, channels).param_f()
+    return options
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -118,13 +142,20 @@ def _add_render_arguments(parser: argparse.ArgumentParser, steps: int) -> None:
     size = _bounded(int, 1, _MAX_SIZE)
     parser.add_argument("--size", type=size, default=128, help="image side in pixels")
     parser.add_argument("--steps", type=_bounded(int, 1), default=steps, help="optimizer steps")
-    parser.add_argument("--lr", type=_bounded(float, 0, above=True), default=0.05, help="Adam lr")
+    parser.add_argument(
+        "--recipe", choices=["maco", "lucid"],
+        help="maco (default) or lucid (the classic Lucid defaults: FFT image, Adam 0.05)",
+    )  # fmt: skip
+    lr = _bounded(float, 0, above=True)
+    parser.add_argument("--lr", type=lr, help="learning rate (default: maco 1.0, lucid 0.05)")
     seed = _bounded(int, 0, 2**63 - 1)
     parser.add_argument("--seed", type=seed, default=0, help="random seed (reproducible)")
-    parser.add_argument("--pixel", action="store_true", help="pixel instead of FFT param")
-    parser.add_argument("--no-decorrelate", action="store_true", help="plain RGB colour")
-    parser.add_argument("--alpha", action="store_true", help="add a transparency channel")
-    parser.add_argument("--no-transforms", action="store_true", help="no jitter/scale/rotate")
+    parser.add_argument("--pixel", action="store_true", help="lucid: pixel, not FFT param")
+    parser.add_argument("--no-decorrelate", action="store_true", help="lucid: plain RGB colour")
+    parser.add_argument("--alpha", action="store_true", help="lucid: a transparency channel")
+    parser.add_argument(
+        "--no-transforms", action="store_true", help="no jitter/scale/rotate (maco: no crops)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -185,14 +216,15 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "units":  # every unit checked before the first step
         check_units(args.layer, units.layer_units(model, args.layer), args.units)
-    options = _render_options(args)
+    from lucid_widgets.optvis.preprocess import resolve
+
+    options = _render_options(args, resolve(model).channels)
     if args.command == "render":
         images = render.render_vis(
             model, _objective(model, args.objective), thresholds=(args.steps,), **options
         )
         path = display.save(images[-1], output)
     else:
-        options["param_f"] = None
         grid = units.render_units(
             model, args.layer, args.units, size=args.size, steps=args.steps,
             batch_size=args.batch_size, kind=args.kind, **options,

@@ -129,3 +129,24 @@ def test_python_dash_m_runs():
         [sys.executable, "-m", "lucid_widgets", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "render" in result.stdout
+
+
+def test_recipes_on_the_command_line(tmp_path, capsys, monkeypatch):
+    from lucid_widgets.optvis import render
+
+    seen = []
+    real = render.Optimization.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append((type(self.optimizer).__name__, type(self._image_f).__name__))
+
+    monkeypatch.setattr(render.Optimization, "__init__", spy)
+    out = str(tmp_path / "x.png")
+    base = ["render", TINY, "conv2:3", "-o", out, "--size", "16", "--steps", "1"]
+    assert main(base) == 0 and seen[-1] == ("NAdam", "MacoImage")  # the default
+    assert Image.open(out).size == (16, 16)  # the 2x canvas, saved at --size
+    assert main([*base, "--recipe", "lucid"]) == 0 and seen[-1][0] == "Adam"
+    assert main([*base, "--pixel"]) == 0 and seen[-1][0] == "Adam"  # Lucid's image: Lucid's
+    assert main([*base, "--recipe", "maco", "--alpha"]) == 2
+    assert "--alpha shape Lucid's image" in capsys.readouterr().err
