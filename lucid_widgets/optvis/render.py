@@ -75,7 +75,7 @@ class Step:
         The minimized value, ``-objective``.
     image
         The image this step evaluated, ``(B, C, H, W)`` in ``[0, 1]``, detached (for MACO the
-        whole canvas; :meth:`Optimization.image` gives the picture at the requested size).
+        whole canvas; :meth:`Optimization.image` gives the picture: its centre, requested size).
     objective
         The name of the objective in force at this step.
     """
@@ -267,7 +267,8 @@ class Optimization:
 
     def image(self) -> torch.Tensor:
         """The current image, ``(B, C, H, W)`` in ``[0, 1]``, detached: ``image_f()``, or
-        ``image_f.picture()`` when it has one (MACO's canvas resized to its ``output_size``)."""
+        ``image_f.picture()`` when it has one (MACO's: the canvas's centre at the scale the
+        network saw it, ``output_size`` px)."""
         picture = getattr(self._image_f, "picture", None)
         with torch.no_grad():
             return picture() if callable(picture) else self._image_f().detach()
@@ -439,8 +440,8 @@ def render_vis(
     ----------
     model, objective, param_f, optimizer, transforms, seed, preprocess, redirected_relu_steps
     fold_batchnorm, recipe
-        As :class:`Optimization`: without a ``param_f``, MACO's recipe at 128 px (the whole 256
-        px canvas, resized down, is returned); ``recipe="lucid"`` for the classic defaults.
+        As :class:`Optimization`: without a ``param_f``, MACO's recipe at 128 px (the central
+        128 px of its 256 px canvas are returned); ``recipe="lucid"`` for the classic defaults.
     thresholds
         Step counts at which to record the image (Lucid's default ``(512,)``).
     progress

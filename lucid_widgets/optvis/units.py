@@ -110,7 +110,7 @@ def iter_units(
 
     ``recipe`` as in :class:`~lucid_widgets.optvis.render.Optimization`: without a ``param_f``,
     MACO's recipe at ``size`` (a ``2 * size`` canvas per unit, its crops resized to ``size``, NAdam
-    1.0; the canvas is returned resized down to ``size``); with one, Lucid's defaults for what is
+    1.0; the canvas's central ``size`` px are returned); with one, Lucid's defaults for what is
     not given; ``recipe="lucid"`` for the classic defaults (``param.image(size)``, standard
     transforms, Adam 0.05).
 

@@ -81,7 +81,7 @@ class PreviewConfig(_Config):
     ``param`` is ``"maco"`` (the default) or ``"fft"`` / ``"pixel"`` (Lucid's image, Adam at
     0.05, the classic defaults). ``"maco"`` is MACO's recipe (see
     :mod:`lucid_widgets.optvis.recipes`: a canvas twice ``size``, its crops, NAdam; the frames
-    show the canvas resized to ``size``, and with ``alpha`` its transparency map as alpha;
+    show the canvas's central ``size`` px, and with ``alpha`` its transparency map as alpha;
     ``decorrelate`` does not apply). ``lr`` is the learning rate of the run's optimizer.
     """
 

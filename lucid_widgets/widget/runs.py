@@ -1,7 +1,7 @@
 """A widget run: an engine Optimization with the image parameters and the recipe it came from.
 
 The worker steps it like an Optimization; the images it hands out are the pictures shown (MACO's
-canvas resized, with its transparency as alpha when asked).
+canvas's centre, with its transparency as alpha when asked).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ class LiveRun:
     What the worker calls (``step``, ``image``, ``close``, ``objective``, ``optimizer``, ...) is
     the optimization's, except that the images of ``step()`` and ``image()`` are the pictures
     shown: when ``image_f`` has a ``picture`` method (MACO's canvas) they are
-    ``image_f.picture(image, alpha=alpha)``: resized to the requested size, with the transparency
+    ``image_f.picture(image, alpha=alpha)``: the centre at the requested size, with the transparency
     as alpha when asked.
 
     Parameters

@@ -183,3 +183,32 @@ def test_picture_is_the_canvas_resized_with_its_transparency_as_alpha():
     torch.testing.assert_close(step_picture, picture[:, :3])
     with pytest.raises(ValueError, match="output_size must be a side or"):
         maco(CANVAS, output_size=(8, 8, 8))
+
+
+def test_output_crop_shows_the_canvas_centre_at_its_own_scale():
+    params, image_f = maco(CANVAS, batch=2, output_size=INPUT, output_crop=0.5)
+
+    def left_half(acts) -> torch.Tensor:
+        return acts["input"][..., : CANVAS // 2].mean()
+
+    lw.render_vis(
+        tiny_net(), Objective(left_half, "left half", {"input"}),
+        param_f=lambda: (params, image_f), transforms=[], thresholds=(2,), progress=False,
+    )  # fmt: skip
+    canvas = image_f().detach()  # (B, 3, CANVAS, CANVAS)
+    middle = slice(CANVAS // 4, CANVAS // 4 + INPUT)
+    picture = image_f.picture(alpha=True)  # (B, 4, INPUT, INPUT): the centre, not resized
+    torch.testing.assert_close(picture[:, :3], canvas[..., middle, middle])
+    torch.testing.assert_close(image_f.picture(canvas), picture[:, :3])  # a step's canvas too
+    alpha = picture[:, 3]  # the gradient of the same pixels: the canvas's left half only
+    assert (alpha[..., : INPUT // 2] > 0).all() and (alpha[..., INPUT // 2 :] == 0).all()
+    _, odd = maco(30, output_crop=0.5)
+    assert odd.picture().shape == (1, 3, 15, 15)  # default output size: the crop's own
+    _, upscaled = maco(CANVAS, output_size=CANVAS, output_crop=0.5)
+    assert upscaled.picture().shape == (1, 3, CANVAS, CANVAS)  # the centre resized up
+
+
+@pytest.mark.parametrize("crop", [0, -0.5, 1.5, float("nan"), "half", True])
+def test_output_crop_outside_zero_one_is_refused(crop):
+    with pytest.raises(ValueError, match="output_crop must be"):
+        maco(CANVAS, output_crop=crop)

@@ -23,8 +23,10 @@ def test_a_render_without_param_f_uses_macos_recipe(tiny_net):
         assert run.redirected_relu_steps == 0
         crops = run.transforms(torch.rand(1, 3, 256, 256), torch.Generator().manual_seed(0))
         assert crops.shape == (1, 3, 128, 128)  # MACO's crop of the 2x canvas
-        assert run.step().image.shape == (1, 3, 256, 256)  # a step sees the canvas
-        assert run.image().shape == (1, 3, 128, 128)  # the result: the canvas resized down
+        canvas = run.step().image  # (1, 3, 256, 256): a step sees the canvas
+        assert canvas.shape == (1, 3, 256, 256)
+        centre = run._image_f()[..., 64:192, 64:192].detach()  # the middle, at its own scale
+        torch.testing.assert_close(run.image(), centre)  # the result: the canvas's centre
     images = lw.render_vis(tiny_net, "conv2:1", thresholds=(2,), progress=False, seed=0)
     assert images[0].shape == (1, 128, 128, 3)
 

@@ -142,11 +142,13 @@ class MacoImage:
         height: int,
         width: int,
         output_size: tuple[int, int] | None = None,
+        output_crop: float = 1.0,
     ):
         self.phase = phase  # (B, 3, H, W // 2 + 1), the only parameter
         self.magnitude = magnitude  # (3, H, W // 2 + 1), fixed
         self.size = (height, width)
-        self.output_size = output_size  # (h, w) of picture(), None: the canvas itself
+        self.output_size = output_size  # (h, w) of picture(), None: the crop itself
+        self.output_crop = output_crop  # the centred fraction of the canvas side picture() shows
         self.gradient = torch.zeros(phase.shape[0], 1, height, width, device=phase.device)
 
     def spatial(self) -> torch.Tensor:
@@ -172,13 +174,15 @@ class MacoImage:
     def picture(
         self, image: torch.Tensor | None = None, alpha: bool = False, percentile: float = 99.0
     ) -> torch.Tensor:
-        """The image as shown: resized to ``output_size`` and, with ``alpha``, the transparency.
+        """The image as shown: the canvas's centred ``output_crop``, resized to ``output_size``,
+        and, with ``alpha``, the transparency.
 
         Parameters
         ----------
         image
             A ``(B, 3, H, W)`` image this parameterization made (a step's image); default: the
-            current one. Left as it is when it already has the output size.
+            current one. A canvas-sized image is cropped to its centred ``output_crop``; any
+            image is then resized to the output size unless it has it.
         alpha
             Add the transparency as a 4th channel: the accumulated gradient (averaged down to
             the picture's size) divided by its ``percentile`` per image, clipped to 1, so that a
@@ -188,22 +192,34 @@ class MacoImage:
         -------
         torch.Tensor
             ``(B, 3, h, w)``, or ``(B, 4, h, w)`` with ``alpha``, in ``[0, 1]``, detached;
-            ``(h, w)`` is ``output_size`` (default: the canvas).
+            ``(h, w)`` is ``output_size`` (default: the size of the centred crop).
         """
         with torch.no_grad():
             image = self() if image is None else image.detach()  # (B, 3, H, W)
-            size = tuple(self.output_size or image.shape[-2:])
+            size = tuple(self.output_size or self._crop_box()[2:])
+            if tuple(image.shape[-2:]) == self.size:  # a canvas
+                image = self._centre(image)  # (B, 3, H', W')
             if tuple(image.shape[-2:]) != size:
                 image = F.interpolate(image, size=size, mode="bilinear", antialias=True)
                 image = image.clamp(0, 1)  # (B, 3, h, w)
             if not alpha:
                 return image
-            gradient = self.gradient  # (B, 1, H, W)
+            gradient = self._centre(self.gradient)  # (B, 1, H', W')
             if tuple(gradient.shape[-2:]) != size:
                 gradient = F.adaptive_avg_pool2d(gradient, size)  # (B, 1, h, w)
             level = torch.quantile(gradient.flatten(1), percentile / 100.0, dim=1)
             transparency = gradient / level.clamp_min(1e-12).view(-1, 1, 1, 1)
             return torch.cat([image, transparency.clamp(0, 1)], 1)  # (B, 4, h, w)
+
+    def _crop_box(self) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of the canvas's centred ``output_crop``."""
+        height, width = (max(1, round(side * self.output_crop)) for side in self.size)
+        return (self.size[0] - height) // 2, (self.size[1] - width) // 2, height, width
+
+    def _centre(self, canvas: torch.Tensor) -> torch.Tensor:
+        """The centred ``output_crop`` of a ``(B, C, H, W)`` canvas-sized tensor (a view)."""
+        top, left, height, width = self._crop_box()
+        return canvas[..., top : top + height, left : left + width]
 
     def rgba(self, percentile: float = 99.0) -> np.ndarray:
         """:meth:`picture` with alpha as numpy, ``(B, h, w, 4)`` in ``[0, 1]``.
@@ -221,6 +237,7 @@ def maco(
     spectrum: str | Path | np.ndarray | None = None,
     input_size: int | Sequence[int] | None = None,
     output_size: int | Sequence[int] | None = None,
+    output_crop: float = 1.0,
 ) -> ParamResult:
     """MACO's parameterization: a phase-only image under a fixed natural magnitude spectrum.
 
@@ -239,8 +256,14 @@ def maco(
         ``ValueError``.
     output_size
         The side (or ``(height, width)``) of :meth:`MacoImage.picture` and :meth:`MacoImage.rgba`:
-        the canvas resized down (antialiased) for display and results; default the canvas size.
-        ``image_f()`` itself always returns the canvas (what the transforms crop).
+        the shown part of the canvas resized (antialiased) for display and results; default:
+        that part's own size. ``image_f()`` itself always returns the canvas (what the
+        transforms crop).
+    output_crop
+        The centred fraction of the canvas side that :meth:`MacoImage.picture` shows, in
+        ``(0, 1]``: ``1`` the whole canvas; the mean crop fraction of :func:`maco_transforms`
+        (``0.5`` for its default crops) shows the middle at the scale the network saw it (what
+        the transfer benchmark's judges recognize best: see ``benchmarks/README.md``).
 
     Returns
     -------
@@ -262,7 +285,16 @@ def maco(
     phase = (rand(batch, 3, height, width // 2 + 1) * 2 - 1) * np.pi  # uniform angles
     phase.requires_grad_(True)
     output = None if output_size is None else _pair(output_size, "output_size")
-    return [phase], MacoImage(phase, magnitude, height, width, output)
+    crop = _fraction(output_crop, "output_crop")
+    return [phase], MacoImage(phase, magnitude, height, width, output, crop)
+
+
+def _fraction(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}.")
+    if not 0 < float(value) <= 1:
+        raise ValueError(f"{name} must be in (0, 1] (a fraction of the canvas side), got {value}.")
+    return float(value)
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
