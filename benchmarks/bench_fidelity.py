@@ -15,9 +15,11 @@ top-5. Seconds are the wall-clock time of the run until the budget (this CPU, on
 
 Methods: ``random`` (objective-free sanity floor: random FFT images), ``lucent`` (Lucent 0.1.8's
 ``render_vis`` defaults: ``param.image(224)``, its standard transforms, Adam 0.05, whole network,
-weights keep ``requires_grad``), ``ours`` (this project's ``render_vis`` defaults at 224 px),
-``maco`` (``param.maco`` canvas 448, ``maco_transforms(224)``, NAdam lr 1.0 as Horama) and the
-variants listed in ``METHODS``.
+weights keep ``requires_grad``), ``ours`` (this project's Lucid recipe, its defaults before MACO:
+``param.image(224)``, standard transforms, Adam 0.05), ``defaults`` (what a render without a
+``param_f`` uses now, ``recipes.make_recipe(DEFAULT_RECIPE, 224)``: MACO's recipe, returning the
+canvas's central 224 px), ``maco`` (``param.maco`` canvas 448, ``maco_transforms(224)``, NAdam lr
+1.0 as Horama; the saved and judged image is the whole canvas) and the variants in ``METHODS``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from lucid_widgets.optvis.param import image as lw_image  # noqa: E402
 from lucid_widgets.optvis.param import maco, maco_transforms  # noqa: E402
 from lucid_widgets.optvis.param.color import valid_rgb  # noqa: E402
 from lucid_widgets.optvis.param.spatial import random_fft_image  # noqa: E402
+from lucid_widgets.optvis.recipes import DEFAULT_RECIPE, make_recipe  # noqa: E402
 from lucid_widgets.optvis.render import to_numpy  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -177,10 +180,11 @@ def _maco_options(factor: int, crop: tuple[float, float], lr: float) -> Callable
 
 METHODS: dict[str, Callable[[int, int], dict]] = {
     "ours": lambda batch, size: dict(param_f=lambda: lw_image(size, batch=batch)),
+    "defaults": lambda batch, size: make_recipe(DEFAULT_RECIPE, size, batch).options(),
     "maco": _maco_options(2, (0.4, 0.6), 1.0),
     "maco_1x": _maco_options(1, (0.7, 1.0), 1.0),
 }
-ALL_METHODS = ("random", "ours", "maco", "lucent", "maco_1x")
+ALL_METHODS = ("random", "ours", "defaults", "maco", "lucent", "maco_1x")
 
 
 def render(method, model, classes, budgets, seed, size):
