@@ -27,10 +27,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def side_by_side(budget: int, seed: int, columns: int, centre: bool = False) -> Path:
+def side_by_side(
+    budget: int, seed: int, columns: int, centre: bool = False, results: Path = RESULTS
+) -> Path:
+    """Rows: Lucent's defaults, ours before MACO, and the defaults now (``defaults``, saved by
+    the run that has them) or else the ``maco`` row."""
     rows = []
-    for method in ("lucent", "ours", "maco"):
-        saved = RESULTS / f"fidelity_{method}_{seed}.npz"
+    third = "defaults" if (results / f"fidelity_defaults_{seed}.npz").is_file() else "maco"
+    for method in ("lucent", "ours", third):
+        saved = results / f"fidelity_{method}_{seed}.npz"
         if not saved.is_file():
             print(f"no {saved.name}: row skipped")
             continue
@@ -77,10 +82,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--only", choices=("side", "maco"), default=None)
     parser.add_argument("--maco-centre", action="store_true", help="MACO row: canvas centre")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the .npz files")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.only != "maco":
-        print(side_by_side(args.budget, args.seed, args.columns, args.maco_centre))
+        print(side_by_side(args.budget, args.seed, args.columns, args.maco_centre, args.results))
     if args.only != "side":
         print(transparency((291, 817, 950), args.budget, args.size))
     return 0
