@@ -88,9 +88,11 @@ def test_extreme_is_the_first_in_row_major_order(layout):
         acts = acts.contiguous(memory_format=torch.channels_last)
     flat = acts.flatten(2)
     for find, reduce, arg in (("max", torch.amax, torch.argmax), ("min", torch.amin, torch.argmin)):
-        values, where = _extreme(acts, find)
+        values, located = _extreme(acts, find)
         torch.testing.assert_close(values, reduce(flat, 2), equal_nan=True)
-        assert torch.equal(where, arg(flat, 2))
+        assert torch.equal(located.images, torch.arange(3).repeat_interleave(5))  # all, in order
+        assert torch.equal(located.units, torch.arange(5).repeat(3))
+        assert torch.equal(located.where, arg(flat, 2).view(-1))
 
 
 def test_nan_activations_rank_last():
