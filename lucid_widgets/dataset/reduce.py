@@ -5,7 +5,8 @@ and where they are. :class:`Reducer` hooks the layers itself and reduces each ou
 it is produced, then lets it go: no clone, no activation kept.
 
 Each map is reduced in two stages: first along its rows (``(B, U, H, W) -> (B, U, H)``, the
-only pass over the whole activation, one for the max and one for the min), then the small row
+only pass over the whole activation: a slice of ~1 MB at a time, its max and then its min, so
+the second reads from the cache), then the small row
 maxima give each unit's max. Only the candidates that can still enter the ranking (see
 :func:`_entering`: once k are kept, those strictly better than the k-th) are located: their row
 is the first row holding the max, and only that row of the map is read again to find the
@@ -66,24 +67,48 @@ class Located:
     where: torch.Tensor  # int64 flat y * W + x
 
 
-def _rows(acts: torch.Tensor, find: str) -> torch.Tensor:
-    """``(B, U, H, W) -> (B, U, H)``: the max (or min) of every row, read in memory order."""
-    reduce = torch.amax if find == "max" else torch.amin
-    if acts.is_contiguous() or not acts.is_contiguous(memory_format=torch.channels_last):
-        return reduce(acts, 3)
-    return reduce(acts.permute(0, 2, 3, 1), 2).transpose(1, 2)  # (B, H, U) -> (B, U, H)
+_CHUNK_BYTES = 2**20
+
+
+def _rows(acts: torch.Tensor, chunk_bytes: int = _CHUNK_BYTES) -> tuple[torch.Tensor, ...]:
+    """``(B, U, H, W) -> (B, U, H)`` twice: the max and the min of every row, read in memory
+    order, a slice of about ``chunk_bytes`` at a time, so that the min reads what the max has
+    just brought into the cache."""
+    last = acts.is_contiguous()
+    batch, units, height, width = acts.shape
+    if last:  # reduced along the last axis of (B * U * H, W)
+        lines, shape = acts.view(-1, width), (batch, units, height)
+    elif acts.is_contiguous(memory_format=torch.channels_last):  # along W of (B * H, W, U)
+        lines, shape = acts.permute(0, 2, 3, 1).reshape(-1, width, units), (batch, height, units)
+    else:  # another layout: as it is, whole
+        return torch.amax(acts, 3), torch.amin(acts, 3)
+    step = max(1, chunk_bytes // (lines[0].numel() * lines.element_size()))
+    high = lines.new_empty(lines.shape[0], *lines.shape[2:])  # (lines, [U])
+    low = torch.empty_like(high)
+    for start in range(0, lines.shape[0], step):
+        chunk = lines[start : start + step]
+        torch.amax(chunk, 1, out=high[start : start + step])
+        torch.amin(chunk, 1, out=low[start : start + step])
+    if last:
+        return high.view(shape), low.view(shape)
+    return high.view(shape).transpose(1, 2), low.view(shape).transpose(1, 2)  # (B, U, H)
 
 
 def _extreme(
-    acts: torch.Tensor, find: str, entering: Entering | None = None
+    acts: torch.Tensor,
+    find: str,
+    entering: Entering | None = None,
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Located]:
     """``(B, U, H, W)`` -> the spatial max (or min) ``(B, U)``, and where the candidates are.
 
     Ties go to the first position in row-major order; a NaN anywhere is the result (as
     ``amax``), at the first NaN's position. With ``entering`` (values ``(B, U)`` -> a mask, see
-    :func:`_entering`), only the masked candidates are located; else all of them.
+    :func:`_entering`), only the masked candidates are located; else all of them. ``rows``: the
+    row maxima (minima) ``(B, U, H)`` when already known (see :func:`_rows`).
     """
-    rows = _rows(acts, find)  # (B, U, H)
+    if rows is None:
+        rows = _rows(acts)[0 if find == "max" else 1]  # (B, U, H)
     value = rows.amax(2) if find == "max" else rows.amin(2)  # (B, U)
     located = torch.ones_like(value, dtype=torch.bool) if entering is None else entering(value)
     images, units = located.nonzero(as_tuple=True)  # (S,) each
@@ -182,8 +207,9 @@ class Reducer:
         acts = acts if acts.dim() == 4 else acts[..., None, None]  # (B, U, H, W)
         span = self.layout.slices[path]
         floor_top, floor_bottom = (None if f is None else f[span] for f in self._floors)
-        top = _extreme(acts, "max", _entering(floor_top, self.k, "max"))
-        bottom = _extreme(acts, "min", _entering(floor_bottom, self.k, "min"))
+        high, low = _rows(acts)  # (B, U, H) each
+        top = _extreme(acts, "max", _entering(floor_top, self.k, "max"), high)
+        bottom = _extreme(acts, "min", _entering(floor_bottom, self.k, "min"), low)
         self._parts[path] = (top, bottom)
 
     def __call__(

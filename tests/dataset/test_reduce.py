@@ -9,7 +9,7 @@ from dataset_support import SIZE, brute_force, make_images
 from torch import nn
 
 from lucid_widgets.dataset.examples import dataset_examples
-from lucid_widgets.dataset.reduce import _extreme
+from lucid_widgets.dataset.reduce import _extreme, _rows
 from lucid_widgets.optvis.preprocess import Preprocess
 
 LAYOUTS = pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -106,3 +106,18 @@ def test_nan_activations_rank_last():
     )
     assert result["0"].indices_top[:, -1].tolist() == [2, 2]
     assert result["0"].indices_bottom[:, -1].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "transposed"])
+def test_row_extremes_in_chunks_are_the_whole_reductions(layout):
+    """Reduced a few rows at a time (a chunk smaller than one row, and uneven ones) or whole."""
+    acts = torch.randn(3, 5, 6, 7)
+    acts[1, 2, 4, 3] = float("nan")
+    if layout == "channels_last":
+        acts = acts.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        acts = acts.transpose(2, 3).contiguous().transpose(2, 3)  # neither layout
+    for chunk_bytes in (1, 100, 4 * 7 * 5 * 4, 2**30):
+        high, low = _rows(acts, chunk_bytes)
+        torch.testing.assert_close(high, torch.amax(acts, 3), equal_nan=True)
+        torch.testing.assert_close(low, torch.amin(acts, 3), equal_nan=True)
