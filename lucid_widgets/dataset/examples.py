@@ -68,9 +68,14 @@ def _update(
 ) -> PassState:
     """The state after one batch (``images`` (B, C, H, W) float on the model's device)."""
     batch_indices = torch.tensor(batch.indices, dtype=torch.long, device=images.device)
-    indices = batch_indices.expand(found.top.shape[0], -1)  # (units, B)
-    top = state.top.merge(found.top, indices, found.top_at, k, descending=True)
-    bottom = state.bottom.merge(found.bottom, indices, found.bottom_at, k, descending=False)
+    indices = batch_indices.expand(found.top.values.shape[0], -1)  # (units, B)
+    top, bottom = (
+        ranking.merge(new.values, indices, new.positions, k, descending, new.touched)
+        for ranking, new, descending in (
+            (state.top, found.top, True),
+            (state.bottom, found.bottom, False),
+        )
+    )
     used = torch.zeros(batch.next_index, dtype=torch.bool, device=images.device)
     used[top.indices.reshape(-1)] = True  # a mask over the dataset: much faster than unique()
     used[bottom.indices.reshape(-1)] = True
@@ -365,7 +370,10 @@ class _Pass:
         """The examples so far, per layer, with thumbnails and sources."""
         state, kept = self.state, self.state.thumbnails
         stacked = {
-            which: [t.cpu().numpy() for t in (rank.values.float(), rank.indices, rank.positions)]
+            which: [
+                t.cpu().numpy()
+                for t in (rank.values.float(), rank.indices, self.layout.split(rank.positions))
+            ]
             for which, rank in zip(WHICH, (state.top, state.bottom), strict=True)
         }  # which -> [values (units, k), indices (units, k), positions (units, k, 2)]
         layers = {}

@@ -5,14 +5,17 @@ and where they are. :class:`Reducer` hooks the layers itself and reduces each ou
 it is produced, then lets it go: no clone, no activation kept.
 
 Each map is reduced in two stages: first along its rows (``(B, U, H, W) -> (B, U, H)``, the
-only pass over the whole activation, one for the max and one for the min), then the small row
-maxima give each unit's max and its row, and only that row of the map is read again to find the
-column. So the positions cost ``1 / H`` of a pass instead of the ~3x that a max with indices
-costs on a CPU, and every candidate gets its exact position (the first in row-major order, as
-``argmax`` of the flattened map gives). The row reduction reads the activation in its memory
-order: a channels-last map (what convolutions on a CPU produce from NHWC images) is reduced as
-the ``(B, H, W, U)`` view along ``W``, where a reduction of the logical last axis would be ~10x
-slower.
+only pass over the whole activation: a slice of ~1 MB at a time, its max and then its min, so
+the second reads from the cache), then the small row
+maxima give each unit's max. Only the candidates that can still enter the ranking (see
+:func:`_entering`: once k are kept, those strictly better than the k-th) are located: their row
+is the first row holding the max, and only that row of the map is read again to find the
+column. So the positions cost a few small operations on a few candidates instead of the ~3x
+that a max with indices costs on a CPU, and every candidate that can be kept gets its exact
+position (the first in row-major order, as ``argmax`` of the flattened map gives). The row
+reduction reads the activation in its memory order: a channels-last map (what convolutions on a
+CPU produce from NHWC images) is reduced as the ``(B, H, W, U)`` view along ``W``, where a
+reduction of the logical last axis would be ~10x slower.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from torch import nn
 from lucid_widgets.dataset.topk import Layout
 from lucid_widgets.optvis.hooks import LayerNotReachedError, first_tensor, internal_hook
 
-__all__ = ["Candidates", "Reducer"]
+__all__ = ["Candidates", "Found", "Reducer"]
+
+Entering = Callable[[torch.Tensor], torch.Tensor]
 
 
 class _PassDone(Exception):  # noqa: N818 (control flow, not an error)
@@ -36,65 +41,120 @@ class _PassDone(Exception):  # noqa: N818 (control flow, not an error)
 
 
 @dataclass(frozen=True)
+class Found:
+    """One batch's candidates in one direction, every layer's units stacked in :class:`Layout`
+    order."""
+
+    values: torch.Tensor  # (units, B) float32 spatial max (min), NaN -> -inf (+inf)
+    positions: torch.Tensor  # (units, B) int64 flat y * W + x; 0 where not located
+    touched: torch.Tensor  # (units,) bool: the unit has a located candidate (one may enter)
+
+
+@dataclass(frozen=True)
 class Candidates:
-    """One batch's candidates, every layer's units stacked in :class:`Layout` order."""
+    """One batch's candidates: the spatial max of each (unit, image), and the spatial min."""
 
-    top: torch.Tensor  # (units, B) float32 spatial max, NaN -> -inf
-    top_at: torch.Tensor  # (units, B, 2) int64 (y, x) of the max
-    bottom: torch.Tensor  # (units, B) float32 spatial min, NaN -> +inf
-    bottom_at: torch.Tensor  # (units, B, 2) int64 (y, x) of the min
+    top: Found
+    bottom: Found
 
 
-def _yx(flat_index: torch.Tensor, width: torch.Tensor | int) -> torch.Tensor:
-    return torch.stack([flat_index // width, flat_index % width], -1)
+@dataclass(frozen=True)
+class Located:
+    """Candidates of one layer located in their maps: ``(S,)`` each."""
+
+    images: torch.Tensor  # int64 row in the batch
+    units: torch.Tensor  # int64 unit of the layer
+    where: torch.Tensor  # int64 flat y * W + x
 
 
-def _rows(acts: torch.Tensor, find: str) -> torch.Tensor:
-    """``(B, U, H, W) -> (B, U, H)``: the max (or min) of every row, read in memory order."""
-    reduce = torch.amax if find == "max" else torch.amin
-    if acts.is_contiguous() or not acts.is_contiguous(memory_format=torch.channels_last):
-        return reduce(acts, 3)
-    return reduce(acts.permute(0, 2, 3, 1), 2).transpose(1, 2)  # (B, H, U) -> (B, U, H)
+_CHUNK_BYTES = 2**20
+
+
+def _rows(acts: torch.Tensor, chunk_bytes: int = _CHUNK_BYTES) -> tuple[torch.Tensor, ...]:
+    """``(B, U, H, W) -> (B, U, H)`` twice: the max and the min of every row, read in memory
+    order, a slice of about ``chunk_bytes`` at a time, so that the min reads what the max has
+    just brought into the cache."""
+    last = acts.is_contiguous()
+    batch, units, height, width = acts.shape
+    if last:  # reduced along the last axis of (B * U * H, W)
+        lines, shape = acts.view(-1, width), (batch, units, height)
+    elif acts.is_contiguous(memory_format=torch.channels_last):  # along W of (B * H, W, U)
+        lines, shape = acts.permute(0, 2, 3, 1).reshape(-1, width, units), (batch, height, units)
+    else:  # another layout: as it is, whole
+        return torch.amax(acts, 3), torch.amin(acts, 3)
+    step = max(1, chunk_bytes // (lines[0].numel() * lines.element_size()))
+    high = lines.new_empty(lines.shape[0], *lines.shape[2:])  # (lines, [U])
+    low = torch.empty_like(high)
+    for start in range(0, lines.shape[0], step):
+        chunk = lines[start : start + step]
+        torch.amax(chunk, 1, out=high[start : start + step])
+        torch.amin(chunk, 1, out=low[start : start + step])
+    if last:
+        return high.view(shape), low.view(shape)
+    return high.view(shape).transpose(1, 2), low.view(shape).transpose(1, 2)  # (B, U, H)
 
 
 def _extreme(
-    acts: torch.Tensor, find: str, entering: Callable[[torch.Tensor], torch.Tensor] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B, U, H, W)`` -> the spatial max (or min) ``(B, U)`` and its flat index ``y * W + x``.
+    acts: torch.Tensor,
+    find: str,
+    entering: Entering | None = None,
+    rows: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, Located]:
+    """``(B, U, H, W)`` -> the spatial max (or min) ``(B, U)``, and where the candidates are.
 
     Ties go to the first position in row-major order; a NaN anywhere is the result (as
     ``amax``), at the first NaN's position. With ``entering`` (values ``(B, U)`` -> a mask, see
-    :func:`_entering`), only the masked candidates are located; the others get index 0.
+    :func:`_entering`), only the masked candidates are located; else all of them. ``rows``: the
+    row maxima (minima) ``(B, U, H)`` when already known (see :func:`_rows`).
     """
-    rows = _rows(acts, find)  # (B, U, H)
-    value, row = rows.max(2) if find == "max" else rows.min(2)  # (B, U)
+    if rows is None:
+        rows = _rows(acts)[0 if find == "max" else 1]  # (B, U, H)
+    value = rows.amax(2) if find == "max" else rows.amin(2)  # (B, U)
     located = torch.ones_like(value, dtype=torch.bool) if entering is None else entering(value)
     images, units = located.nonzero(as_tuple=True)  # (S,) each
-    where = torch.zeros(value.shape, dtype=torch.long, device=value.device)
-    if len(images):
-        rows_at = row[images, units]  # (S,)
-        line = acts[images, units, rows_at]  # (S, W): the row holding each extreme
-        column = line.argmax(1) if find == "max" else line.argmin(1)
-        where[images, units] = rows_at * acts.shape[3] + column
-    return value, where
+    if not len(images):
+        return value, Located(images, units, images)
+    line = rows[images, units]  # (S, H): the row extremes of each candidate's map
+    rows_at = line.argmax(1) if find == "max" else line.argmin(1)  # the first, or first NaN
+    line = acts[images, units, rows_at]  # (S, W): the row holding each extreme
+    column = line.argmax(1) if find == "max" else line.argmin(1)
+    return value, Located(images, units, rows_at * acts.shape[3] + column)
 
 
-def _entering(floor: torch.Tensor, k: int, find: str):
+def _entering(floor: torch.Tensor | None, k: int, find: str) -> Entering:
     """The candidates ``(B, U)`` that can enter a ranking whose k-th kept is ``floor`` ``(U,)``.
 
-    Not worse than ``floor``, nor than the k-th best of their own batch (k better ones there
-    keep them out too); NaN candidates count as open (they enter as -inf / +inf).
+    Once k are kept (``floor`` given), only those strictly better than it: an equal one ranks
+    after the k kept (earlier images), a NaN enters as -inf / +inf and never beats it. Before
+    (``floor`` None), those not worse than the k-th best of their own batch (k better ones there
+    keep them out), where NaN candidates count as open.
     """
     largest = find == "max"
+    if floor is not None:
+        return (lambda values: values > floor) if largest else (lambda values: values < floor)
 
     def open_(values: torch.Tensor) -> torch.Tensor:
-        bound = floor
-        if values.shape[0] > k:
-            kth = values.topk(k, dim=0, largest=largest).values[-1]  # (U,)
-            bound = torch.maximum(bound, kth) if largest else torch.minimum(bound, kth)
-        return ~(values < bound) if largest else ~(values > bound)
+        if values.shape[0] <= k:
+            return torch.ones_like(values, dtype=torch.bool)
+        kth = values.topk(k, dim=0, largest=largest).values[-1]  # (U,)
+        return ~(values < kth) if largest else ~(values > kth)
 
     return open_
+
+
+def _stack(parts: list[tuple[torch.Tensor, Located]], layout: Layout, fill: float) -> Found:
+    """Every layer's ``(B, U)`` values and sparse locations -> one :class:`Found`."""
+    values = torch.cat([value for value, _ in parts], 1)  # (B, units)
+    batch, units = values.shape
+    offsets = [layout.slices[path].start for path in layout.paths]
+    unit = torch.cat([at.units + offset for (_, at), offset in zip(parts, offsets, strict=True)])
+    images = torch.cat([at.images for _, at in parts])  # (S,)
+    positions = torch.zeros(units, batch, dtype=torch.long, device=values.device)
+    positions[unit, images] = torch.cat([at.where for _, at in parts])
+    touched = torch.zeros(units, dtype=torch.bool, device=values.device)
+    touched[unit] = True
+    values = torch.nan_to_num(values.T.float(), nan=fill)  # (units, B)
+    return Found(values, positions, touched)
 
 
 class Reducer:
@@ -103,7 +163,7 @@ class Reducer:
     Use as a context manager (the hooks are removed on exit); call it with a network input
     ``(B, C, H, W)`` and the current floors to get the batch's :class:`Candidates` for a
     ranking of ``k`` per unit: positions only of candidates that can still enter it (the others
-    get ``(0, 0)``, which the merge never keeps).
+    get 0, which the merge never keeps).
     """
 
     def __init__(self, model: nn.Module, layout: Layout, k: int):
@@ -111,7 +171,7 @@ class Reducer:
         self.logits = "logits" in layout.paths
         self._thread = threading.get_ident()
         self._parts: dict[str, tuple] = {}
-        self._floors: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._floors: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         self._handles = []
         modules = dict(model.named_modules())
         for path in layout.paths:
@@ -145,15 +205,21 @@ class Reducer:
     def _reduce(self, path: str, tensor: torch.Tensor) -> None:
         acts = tensor.detach()
         acts = acts if acts.dim() == 4 else acts[..., None, None]  # (B, U, H, W)
-        span, (floor_top, floor_bottom) = self.layout.slices[path], self._floors
-        top = _extreme(acts, "max", _entering(floor_top[span], self.k, "max"))
-        bottom = _extreme(acts, "min", _entering(floor_bottom[span], self.k, "min"))
-        self._parts[path] = (*top, *bottom)
+        span = self.layout.slices[path]
+        floor_top, floor_bottom = (None if f is None else f[span] for f in self._floors)
+        high, low = _rows(acts)  # (B, U, H) each
+        top = _extreme(acts, "max", _entering(floor_top, self.k, "max"), high)
+        bottom = _extreme(acts, "min", _entering(floor_bottom, self.k, "min"), low)
+        self._parts[path] = (top, bottom)
 
     def __call__(
-        self, network_input: torch.Tensor, floor_top: torch.Tensor, floor_bottom: torch.Tensor
+        self,
+        network_input: torch.Tensor,
+        floor_top: torch.Tensor | None,
+        floor_bottom: torch.Tensor | None,
     ) -> Candidates:
-        """Candidates of one batch; floors ``(units,)``: the k-th best kept (or -inf / +inf)."""
+        """Candidates of one batch; floors ``(units,)``: the k-th best kept, or ``None`` while
+        fewer than k are kept (see :meth:`lucid_widgets.dataset.topk.Ranking.floor`)."""
         self._parts, self._floors = {}, (floor_top, floor_bottom)
         logits = None
         with contextlib.suppress(_PassDone):
@@ -170,12 +236,7 @@ class Reducer:
                 f"{', '.join(missing)}. Is the module used in forward(), or only defined?"
             )
         parts = [self._parts.pop(path) for path in self.layout.paths]
-        columns = zip(*parts, strict=True)  # top, top_at, bottom, bottom_at: (B, U) each
-        top, top_at, bottom, bottom_at = (torch.cat(column, 1).T for column in columns)
-        widths = self.layout.unit_widths(top.device)  # (units, 1)
         return Candidates(
-            torch.nan_to_num(top.float(), nan=-torch.inf),  # (units, B)
-            _yx(top_at, widths),  # (units, B, 2)
-            torch.nan_to_num(bottom.float(), nan=torch.inf),
-            _yx(bottom_at, widths),
+            _stack([top for top, _ in parts], self.layout, -torch.inf),
+            _stack([bottom for _, bottom in parts], self.layout, torch.inf),
         )

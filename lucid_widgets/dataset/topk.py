@@ -3,8 +3,10 @@
 Every unit of every requested layer is stacked into one ``(units, ...)`` ranking, so one sort per
 batch and direction merges all of them. Candidates of a batch are each unit's spatial **max**
 (top) and **min** (bottom) per image, with where they are (computed during the forward pass by
-:mod:`lucid_widgets.dataset.reduce`); merging is a stable sort of the ``k``
-kept and the batch's candidates, so ties go to the earlier image whatever the batch size.
+:mod:`lucid_widgets.dataset.reduce`); merging is a stable sort of the ``k`` kept and the batch's
+candidates, so ties go to the earlier image whatever the batch size. Once k are kept, only the
+units with a candidate that can enter are sorted (the others stay as they are). Positions are
+kept flat (``y * W + x``) and split into ``(y, x)`` for the result (:meth:`Layout.split`).
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ class Ranking:
 
     values: torch.Tensor  # (units, m), m <= k, best first
     indices: torch.Tensor  # (units, m) int64 dataset indices
-    positions: torch.Tensor  # (units, m, 2) int64 (y, x)
+    positions: torch.Tensor  # (units, m) int64 flat y * W + x
 
     @classmethod
     def empty(cls, units: int, device: torch.device) -> Ranking:
         return cls(
             torch.empty(units, 0, device=device),
             torch.empty(units, 0, dtype=torch.long, device=device),
-            torch.empty(units, 0, 2, dtype=torch.long, device=device),
+            torch.empty(units, 0, dtype=torch.long, device=device),
         )
 
     def merge(
@@ -44,27 +46,49 @@ class Ranking:
         positions: torch.Tensor,
         k: int,
         descending: bool,
+        touched: torch.Tensor | None = None,
     ) -> Ranking:
         """Keep the k best of the kept and the new ``(units, B)`` candidates; ties: earlier first.
 
-        ``positions`` is ``(units, B, 2)``; only those of candidates that make it in are read.
+        ``positions`` is ``(units, B)``; only those of candidates that make it in are read.
+        ``touched`` ``(units,)`` bool, once k are kept: the units where a candidate may enter
+        (strictly better than the k-th); only those are sorted, the others stay as they are.
         """
+        if touched is None or self.values.shape[1] < k:
+            return self._merged(values, indices, positions, k, descending)
+        rows = touched.nonzero().view(-1)  # (T,)
+        if len(rows) == len(touched):
+            return self._merged(values, indices, positions, k, descending)
+        kept = Ranking(self.values[rows], self.indices[rows], self.positions[rows])
+        new = kept._merged(values[rows], indices[rows], positions[rows], k, descending)
+        return Ranking(
+            *(
+                whole.index_copy(0, rows, part)
+                for whole, part in zip(
+                    (self.values, self.indices, self.positions),
+                    (new.values, new.indices, new.positions),
+                    strict=True,
+                )
+            )
+        )
+
+    def _merged(self, values, indices, positions, k: int, descending: bool) -> Ranking:
         all_values = torch.cat([self.values, values], 1)  # (units, m + B)
         order = torch.sort(all_values, dim=1, descending=descending, stable=True).indices[:, :k]
-        at = order[..., None].expand(-1, -1, 2)
-        merged = torch.cat([self.positions, positions], 1).gather(1, at)
-        all_indices = torch.cat([self.indices, indices], 1)
-        return Ranking(all_values.gather(1, order), all_indices.gather(1, order), merged)
+        return Ranking(
+            all_values.gather(1, order),
+            torch.cat([self.indices, indices], 1).gather(1, order),
+            torch.cat([self.positions, positions], 1).gather(1, order),
+        )
 
-    def floor(self, k: int, descending: bool) -> torch.Tensor:
-        """``(units,)``: the value a new candidate must reach to enter (the k-th kept, or none).
+    def floor(self, k: int, descending: bool) -> torch.Tensor | None:
+        """``(units,)``: the k-th kept, which a new candidate must beat to enter; ``None``
+        while fewer than k are kept (every candidate may enter).
 
-        A candidate strictly worse than it can never be kept: the k kept ones beat it.
+        A candidate not strictly better than it is never kept: the k kept ones, all earlier
+        images, rank before it.
         """
-        if self.values.shape[1] < k:
-            bound = -torch.inf if descending else torch.inf
-            return torch.full(self.values.shape[:1], bound, device=self.values.device)
-        return self.values[:, k - 1]
+        return self.values[:, k - 1] if self.values.shape[1] >= k else None
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,15 @@ class Layout:
         widths = torch.tensor([self.widths[p] for p in self.paths], device=device)
         return widths.repeat_interleave(torch.tensor(counts, device=device))[:, None]
 
+    def split(self, flat: torch.Tensor) -> torch.Tensor:
+        """Stacked flat positions ``(units, m)`` ``y * W + x`` -> ``(units, m, 2)`` ``(y, x)``."""
+        width = self.unit_widths(flat.device)  # (units, 1)
+        return torch.stack([flat // width, flat % width], -1)
+
+    def flatten(self, positions: torch.Tensor) -> torch.Tensor:
+        """Stacked ``(units, m, 2)`` ``(y, x)`` -> flat ``(units, m)`` ``y * W + x``."""
+        return positions[..., 0] * self.unit_widths(positions.device) + positions[..., 1]
+
 
 def thumbnails(images: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``(B, C, H, W)`` float in [0, 1] -> ``(B, h, w, 3)`` uint8 thumbnails."""
@@ -130,7 +163,8 @@ def start_state(resumed: ExamplesResult | None, layout: Layout, device: torch.de
             np.concatenate([getattr(by_path[path], f"{name}_{which}") for path in layout.paths])
             for name in FIELDS
         ]  # (units, m), (units, m), (units, m, 2)
-        rankings.append(Ranking(*(torch.as_tensor(a).to(device) for a in arrays)))
+        values, indices, positions = (torch.as_tensor(a).to(device) for a in arrays)
+        rankings.append(Ranking(values, indices, layout.flatten(positions)))
     return PassState(
         *rankings,
         dict(resumed.thumbnails),

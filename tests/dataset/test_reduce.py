@@ -9,7 +9,8 @@ from dataset_support import SIZE, brute_force, make_images
 from torch import nn
 
 from lucid_widgets.dataset.examples import dataset_examples
-from lucid_widgets.dataset.reduce import _extreme
+from lucid_widgets.dataset.reduce import _extreme, _rows
+from lucid_widgets.dataset.topk import Ranking
 from lucid_widgets.optvis.preprocess import Preprocess
 
 LAYOUTS = pytest.mark.parametrize("layout", ["nchw", "channels_last"])
@@ -88,9 +89,11 @@ def test_extreme_is_the_first_in_row_major_order(layout):
         acts = acts.contiguous(memory_format=torch.channels_last)
     flat = acts.flatten(2)
     for find, reduce, arg in (("max", torch.amax, torch.argmax), ("min", torch.amin, torch.argmin)):
-        values, where = _extreme(acts, find)
+        values, located = _extreme(acts, find)
         torch.testing.assert_close(values, reduce(flat, 2), equal_nan=True)
-        assert torch.equal(where, arg(flat, 2))
+        assert torch.equal(located.images, torch.arange(3).repeat_interleave(5))  # all, in order
+        assert torch.equal(located.units, torch.arange(5).repeat(3))
+        assert torch.equal(located.where, arg(flat, 2).view(-1))
 
 
 def test_nan_activations_rank_last():
@@ -104,3 +107,53 @@ def test_nan_activations_rank_last():
     )
     assert result["0"].indices_top[:, -1].tolist() == [2, 2]
     assert result["0"].indices_bottom[:, -1].tolist() == [2, 2]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "transposed"])
+def test_row_extremes_in_chunks_are_the_whole_reductions(layout):
+    """Reduced a few rows at a time (a chunk smaller than one row, and uneven ones) or whole."""
+    acts = torch.randn(3, 5, 6, 7)
+    acts[1, 2, 4, 3] = float("nan")
+    if layout == "channels_last":
+        acts = acts.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        acts = acts.transpose(2, 3).contiguous().transpose(2, 3)  # neither layout
+    for chunk_bytes in (1, 100, 4 * 7 * 5 * 4, 2**30):
+        high, low = _rows(acts, chunk_bytes)
+        torch.testing.assert_close(high, torch.amax(acts, 3), equal_nan=True)
+        torch.testing.assert_close(low, torch.amin(acts, 3), equal_nan=True)
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_merging_only_the_touched_units_is_the_full_merge(descending):
+    """Once k are kept, units with no candidate strictly better than the k-th (ties included)
+    keep their ranking; the touched ones are sorted as a full merge would."""
+    k, units, batch = 3, 6, 5
+    generator = torch.Generator().manual_seed(0)
+    kept = Ranking(
+        torch.tensor([[3.0, 2.0, 1.0]] * units),
+        torch.arange(units * k).view(units, k),
+        torch.arange(units * k).view(units, k) + 100,
+    )
+    if not descending:
+        kept = Ranking(-kept.values, kept.indices, kept.positions)
+    sign = 1.0 if descending else -1.0
+    values = sign * (
+        torch.randint(0, 3, (units, batch), generator=generator).float() - 1
+    )  # <= k-th
+    values[1, 2] = sign * 1.0  # ties with the k-th: must not enter
+    values[3, 4], values[4, 0], values[4, 3] = sign * 2.0, sign * 5.0, sign * 5.0  # enter
+    indices = torch.arange(50, 50 + batch).expand(units, -1)
+    positions = torch.randint(0, 9, (units, batch), generator=generator)
+    floor = kept.floor(k, descending)
+    touched = ((values > floor[:, None]) if descending else (values < floor[:, None])).any(1)
+    assert touched.tolist() == [False, False, False, True, True, False]
+    fast = kept.merge(values, indices, positions, k, descending, touched)
+    full = kept.merge(values, indices, positions, k, descending)
+    for a, b in zip(
+        (fast.values, fast.indices, fast.positions),
+        (full.values, full.indices, full.positions),
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    assert fast.indices[4].tolist() == [50, 53, 12] and fast.indices[1].tolist() == [3, 4, 5]
