@@ -175,6 +175,8 @@ def main() -> None:
             bares.append(bare_forward(model, images, batch_size, device))
             passes.append(examples_pass(model, images, layers, batch_size, args.k)[0])
         bare, timed = min(bares), min(passes)
+        paired = sorted(b / t for b, t in zip(bares, passes, strict=True))
+        print(f"{label}: round-by-round ratios {[round(r, 2) for r in paired]}", flush=True)
         rows.append(
             {
                 "layers": label,
@@ -183,6 +185,7 @@ def main() -> None:
                 "bare_img_per_s": round(len(images) / bare, 1),
                 "examples_img_per_s": round(len(images) / timed, 1),
                 "ratio": round(bare / timed, 3),
+                "paired_median": round(float(np.median(paired)), 3),
             }
         )
     columns = ("batch", "setup s", "bare img/s", "pass img/s", "ratio")
