@@ -21,7 +21,7 @@ from lucid_widgets.optvis.arrays import to_numpy
 from lucid_widgets.optvis.hooks import capture, model_device, model_dtype, resolve_layer
 from lucid_widgets.optvis.objective_base import Activations, Objective
 from lucid_widgets.optvis.preprocess import resolve
-from lucid_widgets.optvis.recipes import choose, make_recipe
+from lucid_widgets.optvis.recipes import choose, make_recipe, render_options
 from lucid_widgets.optvis.render import (
     Optimization,
     StopSignal,
@@ -155,11 +155,9 @@ def _recipe_parts(model, size, recipe, param_f, options: dict) -> tuple[Callable
     caller did not give (see :func:`~lucid_widgets.optvis.recipes.choose`)."""
     name = choose(recipe, param_f)
     channels = resolve(model, options.get("preprocess")).channels
-    base = make_recipe(name, size, 1, channels).options()
-    options = dict(options)
-    for key in ("transforms", "optimizer", "redirected_relu_steps"):
-        if options.get(key) is None:
-            options[key] = base[key]
+    given = {key: options.get(key) for key in ("transforms", "optimizer", "redirected_relu_steps")}
+    chosen = render_options(name, size, channels, **given)
+    options = {**options, **{key: chosen[key] for key in given}}
     if param_f is not None:
         return param_f, options
     return (lambda batch: make_recipe(name, size, batch, channels).param_f()), options
